@@ -1,0 +1,65 @@
+# Two commands matter: `make demo` and `make test`. Everything else is what they need.
+# Two environments: Django 5.2 LTS on the default python3, and the newest Django on the newest
+# Python 3.12+ this machine has (Django 6 needs 3.12+).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY_LTS ?= $(shell scripts/find-python 3.10)
+PY_NEW ?= $(shell scripts/find-python 3.12)
+VENV_LTS := .venv/django52
+VENV_NEW := .venv/django-latest
+EXTRAS := .[postgres,mysql,health,prometheus,test,lint,docs]
+
+.PHONY: help demo test lint typecheck docs test-lts test-new system-deps venvs clean
+
+help:
+	@echo "make demo   set up and run automigrate on the example project (SQLite)"
+	@echo "make test   set up and run lint, type checks, the docs build and the tests on Django 5.2 and the newest Django"
+
+system-deps:
+	@scripts/install-system-deps
+
+$(VENV_LTS)/.installed: pyproject.toml | system-deps
+	@test -n "$(PY_LTS)" || { echo "No Python >= 3.10 found: install one (pyenv or your OS packages)."; exit 2; }
+	@echo "== Django 5.2 environment with $(PY_LTS) ($$($(PY_LTS) --version))"
+	$(PY_LTS) -m venv $(VENV_LTS)
+	$(VENV_LTS)/bin/pip install -q --upgrade pip
+	$(VENV_LTS)/bin/pip install -q -e '$(EXTRAS)' 'Django>=5.2,<5.3'
+	@touch $@
+
+$(VENV_NEW)/.installed: pyproject.toml | system-deps
+	@test -n "$(PY_NEW)" || { echo "No Python >= 3.12 found for the newest Django: install one (pyenv install 3.13)."; exit 2; }
+	@echo "== newest Django environment with $(PY_NEW) ($$($(PY_NEW) --version))"
+	$(PY_NEW) -m venv $(VENV_NEW)
+	$(VENV_NEW)/bin/pip install -q --upgrade pip
+	$(VENV_NEW)/bin/pip install -q -e '$(EXTRAS)' 'Django>=6'
+	@touch $@
+
+venvs: $(VENV_LTS)/.installed $(VENV_NEW)/.installed
+
+demo: $(VENV_LTS)/.installed
+	@scripts/demo $(VENV_LTS)/bin/python
+
+lint: $(VENV_LTS)/.installed
+	$(VENV_LTS)/bin/ruff check .
+	$(VENV_LTS)/bin/ruff format --check .
+
+typecheck: $(VENV_LTS)/.installed $(VENV_NEW)/.installed
+	$(VENV_LTS)/bin/mypy
+	$(VENV_NEW)/bin/mypy
+
+docs: $(VENV_LTS)/.installed
+	$(VENV_LTS)/bin/mkdocs build --strict --quiet --site-dir .site
+
+test-lts: $(VENV_LTS)/.installed
+	@echo "== tests: $$($(VENV_LTS)/bin/python --version), Django $$($(VENV_LTS)/bin/python -m django --version)"
+	$(VENV_LTS)/bin/pytest $(PYTEST_ARGS)
+
+test-new: $(VENV_NEW)/.installed
+	@echo "== tests: $$($(VENV_NEW)/bin/python --version), Django $$($(VENV_NEW)/bin/python -m django --version)"
+	$(VENV_NEW)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck docs test-lts test-new
+
+clean:
+	rm -rf .venv .site .mypy_cache .ruff_cache .pytest_cache example_project/*.sqlite3*

@@ -1,0 +1,108 @@
+"""Applying a plan with Django's own ``migrate`` command, watched migration by migration.
+
+We call ``migrate`` rather than the executor alone so that a run does exactly what
+``manage.py migrate`` does: ``prepare_database``, the ``pre_migrate``/``post_migrate`` signals
+(content types, permissions), the recorder, squashed-migration bookkeeping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, TextIO
+
+from django.core.management import call_command
+from django.core.management.commands import migrate as django_migrate
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.migration import Migration
+
+from django_automigrate.locks import MigrationLock
+from django_automigrate.plan import migration_label
+
+logger = logging.getLogger("django_automigrate")
+
+
+@dataclasses.dataclass
+class ApplyOutcome:
+    applied: list[str] = dataclasses.field(default_factory=list)
+    failed_migration: str = ""
+    error: BaseException | None = None
+
+
+class _WatchedMigrate(django_migrate.Command):
+    """``migrate`` that checks the lock before each migration and notes what was applied."""
+
+    def __init__(
+        self, *, lock: MigrationLock, outcome: ApplyOutcome, log_details: bool, alias: str
+    ) -> None:
+        super().__init__()
+        self._lock = lock
+        self._outcome = outcome
+        self._log_details = log_details
+        self._alias = alias
+        self._current: str = ""
+        self._current_started = 0.0
+
+    def migration_progress_callback(
+        self, action: str, migration: Migration | None = None, fake: bool = False
+    ) -> None:
+        if action == "apply_start" and migration is not None:
+            # Never apply a migration unprotected: a lost lock stops the run here.
+            self._lock.verify()
+            self._current = migration_label(migration)
+            self._current_started = time.monotonic()
+            if self._log_details:
+                logger.info(
+                    "automigrate: %s: applying %s",
+                    self._alias,
+                    self._current,
+                    extra={"database": self._alias, "migration": self._current},
+                )
+        elif action == "apply_success" and migration is not None:
+            label = migration_label(migration)
+            self._outcome.applied.append(label)
+            self._current = ""
+            if self._log_details:
+                seconds = time.monotonic() - self._current_started
+                logger.info(
+                    "automigrate: %s: applied %s in %.2fs",
+                    self._alias,
+                    label,
+                    seconds,
+                    extra={"database": self._alias, "migration": label, "duration": seconds},
+                )
+        super().migration_progress_callback(action, migration, fake)
+
+    @property
+    def current(self) -> str:
+        return self._current
+
+
+def apply_plan(
+    connection: BaseDatabaseWrapper,
+    *,
+    lock: MigrationLock,
+    stdout: TextIO,
+    verbosity: int,
+    log_details: bool,
+) -> ApplyOutcome:
+    """Run ``migrate`` on ``connection``'s alias; never raises, the outcome holds any error."""
+    outcome = ApplyOutcome()
+    command = _WatchedMigrate(
+        lock=lock, outcome=outcome, log_details=log_details, alias=connection.alias
+    )
+    options: dict[str, Any] = {
+        "database": connection.alias,
+        "interactive": False,
+        "verbosity": verbosity,
+        "skip_checks": True,
+        "stdout": stdout,
+        "no_color": True,
+    }
+    try:
+        call_command(command, **options)
+    except Exception as exc:
+        outcome.error = exc
+        outcome.failed_migration = command.current
+    return outcome

@@ -1,0 +1,71 @@
+"""System checks for the ``AUTOMIGRATE`` settings. IDs are stable and never reused:
+
+* ``automigrate.E001`` AUTOMIGRATE is not a dict
+* ``automigrate.E002`` unknown key
+* ``automigrate.E003`` wrong type
+* ``automigrate.E004`` unknown choice
+* ``automigrate.E005`` unknown database alias
+* ``automigrate.E006`` invalid ``AUTOMIGRATE_<KEY>`` environment variable
+* ``automigrate.E007`` number out of range
+* ``automigrate.E008`` a migrated database's backend has no migration lock
+* ``automigrate.E009`` ``LOCK_BACKEND = "table"`` is not available in this version
+* ``automigrate.W001`` locking is off: several processes may migrate at once
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.db import connections
+
+from django_automigrate.conf import read_settings
+from django_automigrate.locks import NATIVE_LOCK_VENDORS
+
+
+@register()
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report every invalid or risky ``AUTOMIGRATE`` value (runs with every ``manage.py check``)."""
+    return _check_settings()
+
+
+def _check_settings() -> list[CheckMessage]:
+    conf, problems = read_settings()
+    messages: list[CheckMessage] = []
+    for problem in problems:
+        level = Error if problem.id.startswith("automigrate.E") else Warning
+        messages.append(level(problem.msg, hint=problem.hint, id=problem.id))
+    if not conf.use_lock:
+        messages.append(
+            Warning(
+                "AUTOMIGRATE['USE_LOCK'] is False: processes that start together may apply the "
+                "same migrations at the same time.",
+                hint="Leave USE_LOCK on unless exactly one process ever migrates.",
+                id="automigrate.W001",
+            )
+        )
+    if conf.lock_backend == "table":
+        messages.append(
+            Error(
+                "AUTOMIGRATE['LOCK_BACKEND'] is 'table', which this version does not provide.",
+                hint="Use LOCK_BACKEND 'auto' (the database's native lock).",
+                id="automigrate.E009",
+            )
+        )
+    elif conf.use_lock and not any(p.id == "automigrate.E005" for p in problems):
+        for alias in conf.aliases():
+            vendor = connections[alias].vendor
+            if vendor not in NATIVE_LOCK_VENDORS:
+                messages.append(
+                    Error(
+                        f"Database {alias!r} uses the {vendor!r} backend, which has no native "
+                        "migration lock.",
+                        hint="Supported: PostgreSQL, MySQL/MariaDB, SQLite. Remove the alias "
+                        "from AUTOMIGRATE['DATABASES'], or set USE_LOCK False if only one "
+                        "process ever migrates.",
+                        id="automigrate.E008",
+                    )
+                )
+    return messages

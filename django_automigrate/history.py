@@ -1,0 +1,158 @@
+"""Writing :class:`MigrationRun` rows: a row when a run starts, updated when it ends.
+
+The table may not exist when a run starts (the very first run creates it): the row is then
+written when the run ends. History must never stop a run, so its errors are logged, not raised.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+from collections.abc import Sequence
+
+import django
+from django.db import DatabaseError, connections, router
+from django.utils import timezone
+
+from django_automigrate import __version__
+from django_automigrate.models import MigrationRun, Status
+
+logger = logging.getLogger("django_automigrate")
+
+#: Environment variables read, in order, for the release label of a run.
+RELEASE_VARIABLES = (
+    "AUTOMIGRATE_RELEASE",
+    "RELEASE_VERSION",
+    "HEROKU_RELEASE_VERSION",
+    "SOURCE_VERSION",
+    "GIT_COMMIT",
+    "GIT_SHA",
+)
+
+
+def release_label() -> str:
+    for variable in RELEASE_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value[:255]
+    return ""
+
+
+def history_alias(alias: str) -> str:
+    """Where runs of ``alias`` are recorded: ``alias`` itself unless routers keep the model out."""
+    if router.allow_migrate_model(alias, MigrationRun):
+        return alias
+    return router.db_for_write(MigrationRun) or alias
+
+
+def history_table_exists(using: str) -> bool:
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        return MigrationRun._meta.db_table in connection.introspection.table_names(cursor)
+
+
+ABANDONED = (
+    "abandoned: the process running it ended before it finished (killed, or its connection was "
+    "lost); its lock was released, so a later run took over"
+)
+
+
+class HistoryRecorder:
+    """Records one run of one database."""
+
+    def __init__(
+        self,
+        *,
+        alias: str,
+        trigger: str,
+        enabled: bool,
+        started_at: datetime.datetime,
+        lock_wait: float,
+        lock_name: str,
+        planned: Sequence[str],
+    ) -> None:
+        self.alias = alias
+        self.using = history_alias(alias)
+        self.enabled = enabled
+        self.row: MigrationRun | None = None
+        self.fields = {
+            "database": alias,
+            "trigger": trigger,
+            "started_at": started_at,
+            "lock_wait": datetime.timedelta(seconds=lock_wait),
+            "lock": lock_name[:255],
+            "planned": list(planned),
+            "host": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "django_version": django.get_version(),
+            "automigrate_version": __version__,
+            "release": release_label(),
+        }
+
+    def start(self, *, lock_held: bool) -> None:
+        """Write the ``running`` row, when the table exists; close out abandoned runs first."""
+        if not self.enabled:
+            return
+        try:
+            if not history_table_exists(self.using):
+                return
+            if lock_held:
+                # We hold the lock, so any run still marked running on this database is dead.
+                abandoned = MigrationRun.objects.using(self.using).filter(
+                    database=self.alias, status=Status.RUNNING
+                )
+                count = abandoned.update(
+                    status=Status.FAILED, error_summary=ABANDONED, finished_at=timezone.now()
+                )
+                if count:
+                    logger.warning(
+                        "automigrate: %s: marked %d abandoned run(s) as failed", self.alias, count
+                    )
+            self.row = MigrationRun.objects.using(self.using).create(
+                status=Status.RUNNING, **self.fields
+            )
+        except DatabaseError as exc:
+            logger.error("automigrate: %s: could not record the run's start: %s", self.alias, exc)
+
+    def finish(
+        self,
+        *,
+        status: str,
+        applied: Sequence[str],
+        failed_migration: str = "",
+        error_summary: str = "",
+        traceback: str = "",
+    ) -> int | None:
+        """Write the outcome; return the row's id (None when history is off or unwritable)."""
+        if not self.enabled:
+            return None
+        finished_at = timezone.now()
+        outcome = {
+            "status": status,
+            "finished_at": finished_at,
+            "duration": finished_at - self.fields["started_at"],  # type: ignore[operator]
+            "applied": list(applied),
+            "failed_migration": failed_migration[:255],
+            "error_summary": error_summary,
+            "traceback": traceback,
+        }
+        try:
+            if self.row is not None:
+                for field, value in outcome.items():
+                    setattr(self.row, field, value)
+                self.row.save(using=self.using)
+            elif history_table_exists(self.using):
+                self.row = MigrationRun.objects.using(self.using).create(**self.fields, **outcome)
+            else:
+                logger.warning(
+                    "automigrate: %s: run not recorded: the history table does not exist yet "
+                    "(the run stopped before django_automigrate's migration was applied)",
+                    self.alias,
+                )
+                return None
+        except DatabaseError as exc:
+            logger.error("automigrate: %s: could not record the run's outcome: %s", self.alias, exc)
+            return None
+        return self.row.pk

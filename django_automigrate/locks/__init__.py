@@ -1,0 +1,43 @@
+"""Migration locks: one module per database backend, behind :class:`MigrationLock`."""
+
+from __future__ import annotations
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from django_automigrate.conf import AutomigrateSettings
+from django_automigrate.exceptions import ConfigurationError
+from django_automigrate.locks.base import MigrationLock, NoLock
+
+NATIVE_LOCK_VENDORS = ("postgresql", "mysql", "sqlite")
+
+__all__ = ["NATIVE_LOCK_VENDORS", "MigrationLock", "NoLock", "lock_for"]
+
+
+def lock_for(connection: BaseDatabaseWrapper, conf: AutomigrateSettings, *, use_lock: bool) -> MigrationLock:
+    """The lock that guards migrations of ``connection``'s database."""
+    if not use_lock:
+        return NoLock(connection)
+    vendor = connection.vendor
+    if conf.lock_backend == "table":
+        raise ConfigurationError(
+            f"LOCK_BACKEND 'table' is not available in this version (database {connection.alias!r}). "
+            "Use LOCK_BACKEND 'auto'."
+        )
+    if vendor == "postgresql":
+        from django_automigrate.locks.postgresql import PostgresAdvisoryLock
+
+        return PostgresAdvisoryLock(connection)
+    if vendor == "mysql":
+        from django_automigrate.locks.mysql import MySQLNamedLock
+
+        return MySQLNamedLock(connection)
+    if vendor == "sqlite":
+        from django_automigrate.locks.sqlite import InMemoryLock, SQLiteFileLock
+
+        if connection.is_in_memory_db():  # type: ignore[attr-defined]
+            return InMemoryLock(connection)
+        return SQLiteFileLock(connection)
+    raise ConfigurationError(
+        f"Database {connection.alias!r} uses the {vendor!r} backend, which has no native "
+        "migration lock. Set AUTOMIGRATE['USE_LOCK'] = False only if a single process ever migrates."
+    )

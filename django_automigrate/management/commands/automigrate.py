@@ -1,0 +1,232 @@
+"""``manage.py automigrate``: the same run as at startup, in the foreground.
+
+Exit codes: 0 success or nothing to do; 1 a migration failed (with ``--check``: something is
+pending); 2 bad usage or configuration; 3 the migration lock could not be had in time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from argparse import ArgumentParser, ArgumentTypeError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, SystemCheckError
+from django.db import DatabaseError, connections
+
+from django_automigrate import runner
+from django_automigrate.conf import get_settings
+from django_automigrate.exceptions import AutomigrateError, ConfigurationError
+from django_automigrate.history import history_alias, history_table_exists
+from django_automigrate.models import MigrationRun, Trigger
+from django_automigrate.output import format_history, format_result
+from django_automigrate.plan import migration_label, pending_plan
+
+#: Version of the ``--format json`` documents; bumped on any incompatible change.
+JSON_SCHEMA_VERSION = 1
+DEFAULT_HISTORY_COUNT = 10
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise ArgumentTypeError(f"{value!r} must be 0 or more seconds")
+    return seconds
+
+
+def _count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if count < 1:
+        raise ArgumentTypeError(f"{value!r} must be 1 or more")
+    return count
+
+
+class Command(BaseCommand):
+    help = (
+        "Apply pending migrations under a database lock, exactly once across processes, and "
+        "record the run. Exit codes: 0 done or nothing to do, 1 a migration failed (--check: "
+        "something is pending), 2 bad usage or configuration, 3 the lock was not had in time."
+    )
+    # Checks run in handle(), so that a failing one exits 2 like any configuration error.
+    requires_system_checks: list[str] = []  # type: ignore[assignment]
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--database",
+            action="append",
+            dest="databases",
+            metavar="ALIAS",
+            help="Database alias to migrate (repeatable). Default: AUTOMIGRATE['DATABASES'].",
+        )
+        parser.add_argument(
+            "--no-lock",
+            action="store_true",
+            help="Do not take the migration lock (unsafe when other processes may migrate).",
+        )
+        parser.add_argument(
+            "--lock-timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Seconds to wait for the lock before exiting with code 3. Default: LOCK_TIMEOUT.",
+        )
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--check",
+            action="store_true",
+            help="Exit 1 if any migration is pending, 0 if none. Writes nothing, takes no lock.",
+        )
+        mode.add_argument(
+            "--history",
+            nargs="?",
+            type=_count,
+            const=DEFAULT_HISTORY_COUNT,
+            metavar="N",
+            help=f"Show the last N recorded runs (default {DEFAULT_HISTORY_COUNT}).",
+        )
+        parser.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="text for people, json for pipelines (one JSON document on stdout).",
+        )
+
+    def handle(
+        self,
+        *,
+        databases: list[str] | None,
+        no_lock: bool,
+        lock_timeout: float | None,
+        check: bool,
+        history: int | None,
+        format: str,
+        verbosity: int,
+        skip_checks: bool = False,
+        **options: Any,
+    ) -> None:
+        self.json = format == "json"
+        try:
+            conf = get_settings()
+            aliases = runner.resolve_aliases(databases, conf)
+            if not skip_checks:
+                self.check(databases=aliases)
+        except (ConfigurationError, SystemCheckError) as exc:
+            self._fail(str(exc), 2)
+        if check:
+            self._check(aliases)
+        elif history is not None:
+            self._history(aliases, history)
+        else:
+            self._run(aliases, use_lock=not no_lock, lock_timeout=lock_timeout, verbosity=verbosity)
+
+    # --- modes -------------------------------------------------------------------------------
+
+    def _run(
+        self, aliases: list[str], *, use_lock: bool, lock_timeout: float | None, verbosity: int
+    ) -> None:
+        django_output = io.StringIO() if self.json or verbosity < 1 else self.stdout
+        if not use_lock and not self.json and verbosity:
+            self.stderr.write("Running without the migration lock (--no-lock).")
+        try:
+            result = runner.migrate(
+                aliases,
+                trigger=Trigger.COMMAND,
+                use_lock=use_lock,
+                lock_timeout=lock_timeout,
+                stdout=django_output,  # type: ignore[arg-type]
+                verbosity=verbosity,
+            )
+        except ConfigurationError as exc:
+            self._fail(str(exc), 2)
+        if self.json:
+            self._emit({"command": "run", **result.to_dict()}, result.exit_code)
+            return
+        for database in result.databases:
+            line = format_result(database)
+            if database.exit_code:
+                self.stderr.write(line)
+            elif verbosity:
+                self.stdout.write(line)
+        if result.exit_code:
+            failed = next(r for r in result.databases if r.exit_code)
+            raise CommandError(failed.error, returncode=result.exit_code)
+
+    def _check(self, aliases: list[str]) -> None:
+        pending: dict[str, list[str]] = {}
+        for alias in aliases:
+            try:
+                pending[alias] = [migration_label(m) for m, _ in pending_plan(connections[alias])]
+            except (AutomigrateError, DatabaseError) as exc:
+                self._fail(f"Cannot read the migration state of {alias!r}: {exc}", 1)
+        exit_code = 1 if any(pending.values()) else 0
+        if self.json:
+            self._emit({"command": "check", "pending": pending, "ok": not exit_code}, exit_code)
+            return
+        for alias, labels in pending.items():
+            if labels:
+                self.stdout.write(f"{alias}: {len(labels)} pending: " + ", ".join(labels))
+            else:
+                self.stdout.write(f"{alias}: up to date")
+        if exit_code:
+            sys.exit(exit_code)
+
+    def _history(self, aliases: list[str], count: int) -> None:
+        runs: list[MigrationRun] = []
+        missing: list[str] = []
+        for alias in aliases:
+            using = history_alias(alias)
+            try:
+                if not history_table_exists(using):
+                    missing.append(alias)
+                    continue
+                runs.extend(MigrationRun.objects.using(using).filter(database=alias)[:count])
+            except DatabaseError as exc:
+                self._fail(f"Cannot read the history of {alias!r}: {exc}", 1)
+        runs.sort(key=lambda run: (run.started_at, run.pk), reverse=True)
+        runs = runs[:count]
+        if self.json:
+            self._emit({"command": "history", "runs": [_run_dict(r) for r in runs]}, 0)
+            return
+        for alias in missing:
+            self.stdout.write(f"{alias}: no history yet (run 'manage.py automigrate' first)")
+        self.stdout.write(format_history(runs))
+
+    # --- output ------------------------------------------------------------------------------
+
+    def _emit(self, document: dict[str, Any], exit_code: int) -> None:
+        document = {"schema_version": JSON_SCHEMA_VERSION, **document}
+        self.stdout.write(json.dumps(document, indent=2, default=str))
+        if exit_code:
+            sys.exit(exit_code)
+
+    def _fail(self, message: str, exit_code: int) -> Any:
+        if self.json:
+            self._emit({"ok": False, "exit_code": exit_code, "error": message}, exit_code)
+        raise CommandError(message, returncode=exit_code)
+
+
+def _run_dict(run: MigrationRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "database": run.database,
+        "trigger": run.trigger,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration": run.duration.total_seconds() if run.duration else None,
+        "lock_wait": run.lock_wait.total_seconds() if run.lock_wait else None,
+        "planned": run.planned,
+        "applied": run.applied,
+        "failed_migration": run.failed_migration,
+        "error_summary": run.error_summary,
+        "host": run.host,
+        "pid": run.pid,
+        "django_version": run.django_version,
+        "release": run.release,
+    }

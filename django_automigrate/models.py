@@ -1,0 +1,50 @@
+"""The history of runs: one row per run that applied, rolled back or failed something."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Trigger(models.TextChoices):
+    STARTUP = "startup", "startup"
+    COMMAND = "command", "command"
+    ROLLBACK = "rollback", "rollback"
+
+
+class Status(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    ROLLED_BACK = "rolled_back", "rolled back"
+    TIMED_OUT = "timed_out", "timed out"
+
+
+class MigrationRun(models.Model):
+    """One run of django-automigrate against one database."""
+
+    database = models.CharField(max_length=100, help_text="The database alias migrated.")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(help_text="When the run started (before the lock wait).")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.DurationField(null=True, blank=True, help_text="started_at to finished_at.")
+    lock_wait = models.DurationField(null=True, blank=True, help_text="Time spent waiting for the lock.")
+    lock = models.CharField(max_length=255, blank=True, help_text="The lock that guarded the run.")
+    planned = models.JSONField(default=list, help_text="Migrations planned under the lock, in order.")
+    applied = models.JSONField(default=list, help_text="Migrations this run applied, in order.")
+    failed_migration = models.CharField(max_length=255, blank=True)
+    error_summary = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    django_version = models.CharField(max_length=50, blank=True)
+    automigrate_version = models.CharField(max_length=50, blank=True)
+    release = models.CharField(max_length=255, blank=True, help_text="Release label from the environment.")
+
+    class Meta:
+        ordering = ("-started_at", "-id")
+        indexes = (models.Index(fields=("database", "-started_at"), name="automigrate_db_started"),)
+        verbose_name = "migration run"
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} on {self.database}: {self.status}"

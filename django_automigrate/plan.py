@@ -1,0 +1,41 @@
+"""What is pending on a database, computed the way ``migrate`` computes it, without writing."""
+
+from __future__ import annotations
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.exceptions import InconsistentMigrationHistory
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
+
+from django_automigrate.exceptions import PlanError
+
+Plan = list[tuple[Migration, bool]]
+
+
+def migration_label(migration: Migration) -> str:
+    """``app_label.migration_name``, the form used in output, logs and history."""
+    return f"{migration.app_label}.{migration.name}"
+
+
+def pending_plan(connection: BaseDatabaseWrapper) -> Plan:
+    """The forwards plan to the latest migrations on disk, as ``manage.py migrate`` would run it.
+
+    Reads ``django_migrations`` (a missing table means nothing is applied) and never creates it.
+    Raises :class:`PlanError` for the states ``migrate`` itself refuses.
+    """
+    executor = MigrationExecutor(connection)
+    loader = executor.loader
+    try:
+        loader.check_consistent_history(connection)
+    except InconsistentMigrationHistory as exc:
+        raise PlanError(
+            f"Inconsistent migration history on database {connection.alias!r}: {exc}"
+        ) from exc
+    conflicts = loader.detect_conflicts()
+    if conflicts:
+        names = "; ".join(f"{', '.join(sorted(names))} in {app}" for app, names in conflicts.items())
+        raise PlanError(
+            f"Conflicting migrations on database {connection.alias!r} ({names}). "
+            "Run 'manage.py makemigrations --merge' and deploy the merge migration."
+        )
+    return executor.migration_plan(loader.graph.leaf_nodes())

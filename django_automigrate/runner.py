@@ -1,0 +1,306 @@
+"""The run: plan → lock → plan again → apply → record → release, for each database in order.
+
+:func:`migrate` is the public API; the command, the startup hook and the health check use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.utils import timezone
+
+from django_automigrate.applier import apply_plan
+from django_automigrate.conf import AutomigrateSettings, get_settings
+from django_automigrate.exceptions import (
+    AutomigrateError,
+    ConfigurationError,
+    LockTimeout,
+    PlanError,
+)
+from django_automigrate.history import HistoryRecorder
+from django_automigrate.locks import lock_for
+from django_automigrate.models import Status, Trigger
+from django_automigrate.plan import migration_label, pending_plan
+
+logger = logging.getLogger("django_automigrate")
+
+NOTHING_TO_DO = "nothing_to_do"
+LOCK_TIMEOUT = "lock_timeout"
+NOT_RUN = "not_run"
+
+
+@dataclasses.dataclass
+class DatabaseResult:
+    """What one run did to one database."""
+
+    alias: str
+    #: ``nothing_to_do``, ``succeeded``, ``failed``, ``lock_timeout`` or ``not_run`` (an earlier
+    #: database failed, so this one was left alone).
+    status: str
+    planned: list[str] = dataclasses.field(default_factory=list)
+    applied: list[str] = dataclasses.field(default_factory=list)
+    duration: float = 0.0
+    lock_wait: float = 0.0
+    lock: str = ""
+    run_id: int | None = None
+    failed_migration: str = ""
+    error: str = ""
+    #: True when the lock was waited for and another process had applied everything meanwhile.
+    applied_by_another_process: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return {LOCK_TIMEOUT: 3, Status.FAILED.value: 1}.get(self.status, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["duration"] = round(self.duration, 3)
+        data["lock_wait"] = round(self.lock_wait, 3)
+        return data
+
+
+@dataclasses.dataclass
+class RunResult:
+    """The outcome of :func:`migrate` over every database it was asked to bring up to date."""
+
+    databases: list[DatabaseResult]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 success or nothing to do, 1 a migration failed, 3 the lock was not had in time."""
+        return next((r.exit_code for r in self.databases if r.exit_code), 0)
+
+    @property
+    def applied(self) -> list[str]:
+        return [label for result in self.databases for label in result.applied]
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`AutomigrateError` describing the first database that did not succeed."""
+        for result in self.databases:
+            if result.exit_code:
+                error = AutomigrateError(result.error)
+                error.exit_code = result.exit_code
+                raise error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "databases": [r.to_dict() for r in self.databases],
+        }
+
+
+def resolve_aliases(databases: Sequence[str] | None, conf: AutomigrateSettings) -> list[str]:
+    """The aliases to run, in order; raises :class:`ConfigurationError` for an unknown one."""
+    aliases = list(dict.fromkeys(databases)) if databases else list(conf.aliases())
+    unknown = [alias for alias in aliases if alias not in settings.DATABASES]
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown database alias {unknown[0]!r}. Known aliases: "
+            + ", ".join(repr(alias) for alias in settings.DATABASES)
+            + "."
+        )
+    return aliases
+
+
+def migrate(
+    databases: Sequence[str] | None = None,
+    *,
+    trigger: str = Trigger.COMMAND,
+    use_lock: bool | None = None,
+    lock_timeout: float | None = None,
+    stdout: TextIO | None = None,
+    verbosity: int = 1,
+) -> RunResult:
+    """Bring ``databases`` (default: the ``DATABASES`` setting) up to date, one after another.
+
+    Each database: compute the plan; if nothing is pending, return at once (no lock, no write);
+    else take the lock, compute the plan again, apply it with Django's ``migrate`` machinery,
+    record the run and release the lock. A database that fails stops the run: the ones after it
+    are reported ``not_run``. Configuration errors raise :class:`ConfigurationError`; lock
+    timeouts and failed migrations are reported in the result, see :attr:`RunResult.exit_code`.
+
+    ``stdout`` receives Django's usual ``migrate`` output (``Applying …  OK``) when given.
+    """
+    conf = get_settings()
+    aliases = resolve_aliases(databases, conf)
+    options = _RunOptions(
+        conf=conf,
+        trigger=str(trigger),
+        use_lock=conf.use_lock if use_lock is None else use_lock,
+        lock_timeout=conf.lock_timeout if lock_timeout is None else lock_timeout,
+        stdout=stdout if stdout is not None else io.StringIO(),
+        verbosity=verbosity,
+    )
+    if lock_timeout is not None and lock_timeout < 0:
+        raise ConfigurationError(f"The lock timeout must be 0 or more seconds, not {lock_timeout!r}.")
+    results: list[DatabaseResult] = []
+    for alias in aliases:
+        if any(r.exit_code for r in results):
+            results.append(DatabaseResult(alias=alias, status=NOT_RUN))
+            continue
+        result = _migrate_database(alias, options)
+        _log_summary(result)
+        results.append(result)
+    return RunResult(results)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunOptions:
+    conf: AutomigrateSettings
+    trigger: str
+    use_lock: bool
+    lock_timeout: float
+    stdout: TextIO
+    verbosity: int
+
+
+def _migrate_database(alias: str, options: _RunOptions) -> DatabaseResult:
+    started_at = timezone.now()
+    started = time.monotonic()
+    connection = connections[alias]
+
+    def elapsed() -> float:
+        return time.monotonic() - started
+
+    try:
+        plan = pending_plan(connection)
+    except (PlanError, DatabaseError) as exc:
+        return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
+    if not plan:
+        return DatabaseResult(alias, NOTHING_TO_DO, duration=elapsed())
+
+    lock = lock_for(connection, options.conf, use_lock=options.use_lock)
+    planned = [migration_label(m) for m, _ in plan]
+    try:
+        lock_wait = lock.acquire(options.lock_timeout, on_wait=_wait_logger(alias, lock.name))
+    except LockTimeout as exc:
+        lock.release()
+        return DatabaseResult(
+            alias, LOCK_TIMEOUT, planned, duration=elapsed(), lock_wait=exc.waited,
+            lock=lock.name, error=str(exc),
+        )  # fmt: skip
+    except (AutomigrateError, DatabaseError) as exc:
+        lock.release()
+        return DatabaseResult(
+            alias, Status.FAILED, planned, duration=elapsed(), lock=lock.name,
+            error=_describe(alias, exc),
+        )  # fmt: skip
+
+    try:
+        # Another process may have applied some or all of it while we waited.
+        try:
+            plan = pending_plan(connection)
+        except (PlanError, DatabaseError) as exc:
+            return DatabaseResult(
+                alias, Status.FAILED, planned, duration=elapsed(), lock_wait=lock_wait,
+                lock=lock.name, error=_describe(alias, exc),
+            )  # fmt: skip
+        if not plan:
+            return DatabaseResult(
+                alias, NOTHING_TO_DO, duration=elapsed(), lock_wait=lock_wait, lock=lock.name,
+                applied_by_another_process=True,
+            )  # fmt: skip
+        planned = [migration_label(m) for m, _ in plan]
+        recorder = HistoryRecorder(
+            alias=alias,
+            trigger=options.trigger,
+            enabled=options.conf.history,
+            started_at=started_at,
+            lock_wait=lock_wait,
+            lock_name=lock.name,
+            planned=planned,
+        )
+        recorder.start(lock_held=options.use_lock)
+        outcome = apply_plan(
+            connection,
+            lock=lock,
+            stdout=options.stdout,
+            verbosity=options.verbosity,
+            log_details=options.conf.log_details,
+        )
+        if outcome.error is None:
+            status, error, trace = Status.SUCCEEDED, "", ""
+        else:
+            status, error = Status.FAILED, _describe(alias, outcome.error)
+            trace = "".join(traceback.format_exception(outcome.error))
+        run_id = recorder.finish(
+            status=status,
+            applied=outcome.applied,
+            failed_migration=outcome.failed_migration,
+            error_summary=error,
+            traceback=trace,
+        )
+        return DatabaseResult(
+            alias, status, planned, outcome.applied, duration=elapsed(), lock_wait=lock_wait,
+            lock=lock.name, run_id=run_id, failed_migration=outcome.failed_migration, error=error,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _describe(alias: str, exc: BaseException) -> str:
+    if isinstance(exc, AutomigrateError):
+        return str(exc)
+    if isinstance(exc, DatabaseError):
+        return f"Database error on {alias!r}: {type(exc).__name__}: {exc}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _wait_logger(alias: str, lock_name: str) -> Any:
+    def on_wait(holder: str | None, waited: float) -> None:
+        logger.warning(
+            "automigrate: %s: waiting for the migration lock %s, held by %s (%.0fs so far)",
+            alias,
+            lock_name,
+            holder or "another process",
+            waited,
+            extra={"database": alias, "lock": lock_name, "holder": holder, "lock_wait": waited},
+        )
+
+    return on_wait
+
+
+def _log_summary(result: DatabaseResult) -> None:
+    extra = {
+        "database": result.alias,
+        "status": result.status,
+        "applied_count": len(result.applied),
+        "duration": round(result.duration, 3),
+        "lock_wait": round(result.lock_wait, 3),
+        "run_id": result.run_id,
+    }
+    if result.status == NOTHING_TO_DO:
+        logger.info("automigrate: %s: nothing to do", result.alias, extra=extra)
+    elif result.exit_code:
+        logger.error(
+            "automigrate: %s: %s after %.1fs (applied %d): %s",
+            result.alias,
+            result.status,
+            result.duration,
+            len(result.applied),
+            result.error,
+            extra=extra,
+        )
+    else:
+        logger.info(
+            "automigrate: %s: applied %d migration(s) in %.1fs (lock wait %.1fs), %s",
+            result.alias,
+            len(result.applied),
+            result.duration,
+            result.lock_wait,
+            result.status,
+            extra=extra,
+        )

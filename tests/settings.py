@@ -1,0 +1,58 @@
+"""Settings for the tests: in-process tests use in-memory SQLite; the real-process tests point
+``AUTOMIGRATE_TEST_DATABASE_URL`` at a fresh database on a real server."""
+
+from __future__ import annotations
+
+import os
+
+import environ
+
+env = environ.Env()
+
+SECRET_KEY = "django-automigrate-tests"
+DEBUG = env.bool("AUTOMIGRATE_TEST_DEBUG", default=False)
+USE_TZ = True
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_automigrate",
+    "tests.testapp",
+    "tests.otherapp",
+    "tests.squashapp",
+    *env.list("AUTOMIGRATE_TEST_EXTRA_APPS", default=[]),
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DATABASES = {"default": env.db_url("AUTOMIGRATE_TEST_DATABASE_URL", default="sqlite://:memory:")}
+if "AUTOMIGRATE_TEST_OTHER_DATABASE_URL" in os.environ:
+    DATABASES["other"] = env.db_url("AUTOMIGRATE_TEST_OTHER_DATABASE_URL")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_automigrate": {"handlers": ["stderr"], "level": "INFO"}},
+}
