@@ -12,7 +12,16 @@ from django_automigrate.models import MigrationRun
 
 @admin.register(MigrationRun)
 class MigrationRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("id", "started_at", "database", "trigger", "status", "duration", "host", "release")
+    list_display = (
+        "id",
+        "started_at",
+        "database",
+        "trigger",
+        "status",
+        "duration",
+        "host",
+        "release",
+    )
     list_filter = ("status", "database", "trigger", "started_at")
     search_fields = ("host", "release", "error_summary", "failed_migration")
     date_hierarchy = "started_at"

@@ -26,7 +26,9 @@ from django_automigrate.locks import NATIVE_LOCK_VENDORS
 
 
 @register()
-def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     """Report every invalid or risky ``AUTOMIGRATE`` value (runs with every ``manage.py check``)."""
     return _check_settings()
 

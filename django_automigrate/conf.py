@@ -11,7 +11,7 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import environ
 from django.conf import settings
@@ -23,7 +23,7 @@ ON_STARTUP_CHOICES = ("auto", True, False)
 MODES = ("blocking", "background")
 LOCK_BACKENDS = ("auto", "table")
 ON_FAILURE_CHOICES = ("raise", "continue")
-ALL_DATABASES = "__all__"
+ALL_DATABASES: Final = "__all__"
 
 ENV_PREFIX = "AUTOMIGRATE_"
 _TRUE = frozenset(s.lower() for s in environ.Env.BOOLEAN_TRUE_STRINGS)
@@ -73,7 +73,7 @@ def _choice(choices: tuple[Any, ...]) -> Callable[[Any], Any]:
 
 
 def _optional_environment(value: Any) -> str | None:
-    return None if value is None else _choice(ENVIRONMENTS)(value)  # type: ignore[no-any-return]
+    return None if value is None else _choice(ENVIRONMENTS)(value)
 
 
 def _seconds(value: Any) -> float:
@@ -125,7 +125,7 @@ def _env_choice(choices: tuple[Any, ...]) -> Callable[[str], Any]:
 
 
 def _env_optional_environment(raw: str) -> str | None:
-    return None if raw.strip() == "" else _env_choice(ENVIRONMENTS)(raw)  # type: ignore[no-any-return]
+    return None if raw.strip() == "" else _env_choice(ENVIRONMENTS)(raw)
 
 
 def _env_seconds(raw: str) -> float:
@@ -237,8 +237,10 @@ def env_var(key: str) -> str:
     return ENV_PREFIX + key
 
 
-def read_settings(environ_: Mapping[str, str] | None = None) -> tuple[AutomigrateSettings, list[Problem]]:
-    """Return the effective settings and every problem found; a bad value falls back to its default."""
+def read_settings(
+    environ_: Mapping[str, str] | None = None,
+) -> tuple[AutomigrateSettings, list[Problem]]:
+    """The effective settings and every problem found; a bad value falls back to its default."""
     environ_ = os.environ if environ_ is None else environ_
     problems: list[Problem] = []
     raw = getattr(settings, "AUTOMIGRATE", {})
@@ -273,7 +275,8 @@ def read_settings(environ_: Mapping[str, str] | None = None) -> tuple[Automigrat
                 problems.append(
                     Problem(
                         exc.check_id,
-                        f"AUTOMIGRATE[{key.name!r}] is {raw[key.name]!r}; it must be {exc.allowed}.",
+                        f"AUTOMIGRATE[{key.name!r}] is {raw[key.name]!r}; "
+                        f"it must be {exc.allowed}.",
                         f"Fix AUTOMIGRATE[{key.name!r}] in settings.py (default: {key.default!r}).",
                     )
                 )

@@ -1,4 +1,4 @@
-"""The errors django-automigrate raises; each message names the database or setting and what to do."""
+"""The errors django-automigrate raises; messages name the database or setting and what to do."""
 
 from __future__ import annotations
 
@@ -59,4 +59,4 @@ class MigrationFailed(AutomigrateError):
 
 
 class PlanError(AutomigrateError):
-    """The migration plan cannot be computed (conflicts, inconsistent history): nothing was applied."""
+    """The plan cannot be computed (conflicts, inconsistent history): nothing was applied."""

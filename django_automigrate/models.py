@@ -28,9 +28,13 @@ class MigrationRun(models.Model):
     started_at = models.DateTimeField(help_text="When the run started (before the lock wait).")
     finished_at = models.DateTimeField(null=True, blank=True)
     duration = models.DurationField(null=True, blank=True, help_text="started_at to finished_at.")
-    lock_wait = models.DurationField(null=True, blank=True, help_text="Time spent waiting for the lock.")
+    lock_wait = models.DurationField(
+        null=True, blank=True, help_text="Time spent waiting for the lock."
+    )
     lock = models.CharField(max_length=255, blank=True, help_text="The lock that guarded the run.")
-    planned = models.JSONField(default=list, help_text="Migrations planned under the lock, in order.")
+    planned = models.JSONField(
+        default=list, help_text="Migrations planned under the lock, in order."
+    )
     applied = models.JSONField(default=list, help_text="Migrations this run applied, in order.")
     failed_migration = models.CharField(max_length=255, blank=True)
     error_summary = models.TextField(blank=True)
@@ -39,7 +43,9 @@ class MigrationRun(models.Model):
     pid = models.PositiveIntegerField(null=True, blank=True)
     django_version = models.CharField(max_length=50, blank=True)
     automigrate_version = models.CharField(max_length=50, blank=True)
-    release = models.CharField(max_length=255, blank=True, help_text="Release label from the environment.")
+    release = models.CharField(
+        max_length=255, blank=True, help_text="Release label from the environment."
+    )
 
     class Meta:
         ordering = ("-started_at", "-id")

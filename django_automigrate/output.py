@@ -55,7 +55,10 @@ def format_history(runs: Sequence[MigrationRun]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     for run in runs:
         if run.error_summary:
             first_line = run.error_summary.splitlines()[0]

@@ -33,7 +33,9 @@ def pending_plan(connection: BaseDatabaseWrapper) -> Plan:
         ) from exc
     conflicts = loader.detect_conflicts()
     if conflicts:
-        names = "; ".join(f"{', '.join(sorted(names))} in {app}" for app, names in conflicts.items())
+        names = "; ".join(
+            f"{', '.join(sorted(names))} in {app}" for app, names in conflicts.items()
+        )
         raise PlanError(
             f"Conflicting migrations on database {connection.alias!r} ({names}). "
             "Run 'manage.py makemigrations --merge' and deploy the merge migration."

@@ -145,7 +145,9 @@ def migrate(
         verbosity=verbosity,
     )
     if lock_timeout is not None and lock_timeout < 0:
-        raise ConfigurationError(f"The lock timeout must be 0 or more seconds, not {lock_timeout!r}.")
+        raise ConfigurationError(
+            f"The lock timeout must be 0 or more seconds, not {lock_timeout!r}."
+        )
     results: list[DatabaseResult] = []
     for alias in aliases:
         if any(r.exit_code for r in results):

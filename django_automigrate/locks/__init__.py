@@ -13,15 +13,17 @@ NATIVE_LOCK_VENDORS = ("postgresql", "mysql", "sqlite")
 __all__ = ["NATIVE_LOCK_VENDORS", "MigrationLock", "NoLock", "lock_for"]
 
 
-def lock_for(connection: BaseDatabaseWrapper, conf: AutomigrateSettings, *, use_lock: bool) -> MigrationLock:
+def lock_for(
+    connection: BaseDatabaseWrapper, conf: AutomigrateSettings, *, use_lock: bool
+) -> MigrationLock:
     """The lock that guards migrations of ``connection``'s database."""
     if not use_lock:
         return NoLock(connection)
     vendor = connection.vendor
     if conf.lock_backend == "table":
         raise ConfigurationError(
-            f"LOCK_BACKEND 'table' is not available in this version (database {connection.alias!r}). "
-            "Use LOCK_BACKEND 'auto'."
+            "LOCK_BACKEND 'table' is not available in this version "
+            f"(database {connection.alias!r}). Use LOCK_BACKEND 'auto'."
         )
     if vendor == "postgresql":
         from django_automigrate.locks.postgresql import PostgresAdvisoryLock
@@ -39,5 +41,6 @@ def lock_for(connection: BaseDatabaseWrapper, conf: AutomigrateSettings, *, use_
         return SQLiteFileLock(connection)
     raise ConfigurationError(
         f"Database {connection.alias!r} uses the {vendor!r} backend, which has no native "
-        "migration lock. Set AUTOMIGRATE['USE_LOCK'] = False only if a single process ever migrates."
+        "migration lock. Set AUTOMIGRATE['USE_LOCK'] = False only if a single process ever "
+        "migrates."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import socket
 import time
@@ -108,10 +109,8 @@ class ConnectionLock(MigrationLock):
 
     def close_lock_connection(self) -> None:
         if self._lock_connection is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._lock_connection.close()
-            except Exception:
-                pass
             self._lock_connection = None
 
 

@@ -23,7 +23,7 @@ PREFIX = "django_automigrate:"
 
 
 def lock_name(database_name: str) -> str:
-    """``django_automigrate:<database>``, or ``django_automigrate:<sha1 of it>`` past 64 characters."""
+    """``django_automigrate:<database>``; past 64 characters ``django_automigrate:<its sha1>``."""
     name = PREFIX + database_name
     if len(name) <= MAX_LOCK_NAME:
         return name
@@ -68,7 +68,9 @@ class MySQLNamedLock(ConnectionLock):
         except DatabaseError as exc:
             raise LockLost(self.alias, self.name, f"its connection failed: {exc}") from exc
         if not row or row[0] != 1:
-            raise LockLost(self.alias, self.name, "the server says this connection no longer holds it")
+            raise LockLost(
+                self.alias, self.name, "the server says this connection no longer holds it"
+            )
 
     def holder(self) -> str | None:
         with self.lock_connection.cursor() as cursor:
@@ -85,7 +87,9 @@ class MySQLNamedLock(ConnectionLock):
         if process is None:
             return f"connection {connection_id}"
         user, host, seconds = process
-        return f"connection {connection_id} (user {user!r} from {host}, in its state for {seconds}s)"
+        return (
+            f"connection {connection_id} (user {user!r} from {host}, in its state for {seconds}s)"
+        )
 
     def release(self) -> None:
         if self._lock_connection is None:

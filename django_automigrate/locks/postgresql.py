@@ -79,7 +79,9 @@ class PostgresAdvisoryLock(ConnectionLock):
                 row = cursor.fetchone()
                 self._held = bool(row and row[0])
                 return self._held
-            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(wait * 1000)}ms"])
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, false)", [f"{int(wait * 1000)}ms"]
+            )
             try:
                 cursor.execute("SELECT pg_advisory_lock(%s)", [key])
             except DatabaseError as exc:
@@ -136,7 +138,9 @@ class PostgresAdvisoryLock(ConnectionLock):
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [self.key])
                 row = cursor.fetchone()
             if not row or not row[0]:
-                logger.warning("automigrate: %s was not held at release on %r", self.name, self.alias)
+                logger.warning(
+                    "automigrate: %s was not held at release on %r", self.name, self.alias
+                )
         except Exception as exc:
             # Closing the connection below releases a session lock anyway.
             logger.warning("automigrate: releasing %s on %r failed: %s", self.name, self.alias, exc)

@@ -24,7 +24,7 @@ OWNER_SUFFIX = ".automigrate.owner"
 
 
 def lock_path(database_path: str | os.PathLike[str]) -> Path:
-    """``<database file>.automigrate.lock``; the holder writes who it is to ``….automigrate.owner``."""
+    """``<database file>.automigrate.lock``; its holder names itself in ``….automigrate.owner``."""
     return Path(f"{os.fspath(database_path)}{LOCK_SUFFIX}")
 
 

@@ -4,40 +4,104 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='MigrationRun',
+            name="MigrationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('database', models.CharField(help_text='The database alias migrated.', max_length=100)),
-                ('trigger', models.CharField(choices=[('startup', 'startup'), ('command', 'command'), ('rollback', 'rollback')], max_length=20)),
-                ('status', models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('rolled_back', 'rolled back'), ('timed_out', 'timed out')], default='running', max_length=20)),
-                ('started_at', models.DateTimeField(help_text='When the run started (before the lock wait).')),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('duration', models.DurationField(blank=True, help_text='started_at to finished_at.', null=True)),
-                ('lock_wait', models.DurationField(blank=True, help_text='Time spent waiting for the lock.', null=True)),
-                ('lock', models.CharField(blank=True, help_text='The lock that guarded the run.', max_length=255)),
-                ('planned', models.JSONField(default=list, help_text='Migrations planned under the lock, in order.')),
-                ('applied', models.JSONField(default=list, help_text='Migrations this run applied, in order.')),
-                ('failed_migration', models.CharField(blank=True, max_length=255)),
-                ('error_summary', models.TextField(blank=True)),
-                ('traceback', models.TextField(blank=True)),
-                ('host', models.CharField(blank=True, max_length=255)),
-                ('pid', models.PositiveIntegerField(blank=True, null=True)),
-                ('django_version', models.CharField(blank=True, max_length=50)),
-                ('automigrate_version', models.CharField(blank=True, max_length=50)),
-                ('release', models.CharField(blank=True, help_text='Release label from the environment.', max_length=255)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "database",
+                    models.CharField(help_text="The database alias migrated.", max_length=100),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("startup", "startup"),
+                            ("command", "command"),
+                            ("rollback", "rollback"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("rolled_back", "rolled back"),
+                            ("timed_out", "timed out"),
+                        ],
+                        default="running",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(help_text="When the run started (before the lock wait)."),
+                ),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "duration",
+                    models.DurationField(
+                        blank=True, help_text="started_at to finished_at.", null=True
+                    ),
+                ),
+                (
+                    "lock_wait",
+                    models.DurationField(
+                        blank=True, help_text="Time spent waiting for the lock.", null=True
+                    ),
+                ),
+                (
+                    "lock",
+                    models.CharField(
+                        blank=True, help_text="The lock that guarded the run.", max_length=255
+                    ),
+                ),
+                (
+                    "planned",
+                    models.JSONField(
+                        default=list, help_text="Migrations planned under the lock, in order."
+                    ),
+                ),
+                (
+                    "applied",
+                    models.JSONField(
+                        default=list, help_text="Migrations this run applied, in order."
+                    ),
+                ),
+                ("failed_migration", models.CharField(blank=True, max_length=255)),
+                ("error_summary", models.TextField(blank=True)),
+                ("traceback", models.TextField(blank=True)),
+                ("host", models.CharField(blank=True, max_length=255)),
+                ("pid", models.PositiveIntegerField(blank=True, null=True)),
+                ("django_version", models.CharField(blank=True, max_length=50)),
+                ("automigrate_version", models.CharField(blank=True, max_length=50)),
+                (
+                    "release",
+                    models.CharField(
+                        blank=True, help_text="Release label from the environment.", max_length=255
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'migration run',
-                'ordering': ('-started_at', '-id'),
-                'indexes': [models.Index(fields=['database', '-started_at'], name='automigrate_db_started')],
+                "verbose_name": "migration run",
+                "ordering": ("-started_at", "-id"),
+                "indexes": [
+                    models.Index(fields=["database", "-started_at"], name="automigrate_db_started")
+                ],
             },
         ),
     ]

@@ -55,7 +55,7 @@ class Command(BaseCommand):
         "something is pending), 2 bad usage or configuration, 3 the lock was not had in time."
     )
     # Checks run in handle(), so that a failing one exits 2 like any configuration error.
-    requires_system_checks: list[str] = []  # type: ignore[assignment]
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(

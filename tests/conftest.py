@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import URL_VARIABLES, Server, FreshDatabase, _url_from_container
+
+
+@pytest.fixture(scope="session")
+def _container_stack() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
+
+
+def _server(vendor: str, stack: contextlib.ExitStack, folder: Path) -> Server:
+    if vendor == "sqlite":
+        return Server("sqlite", folder=folder)
+    url = os.environ.get(URL_VARIABLES[vendor]) or _url_from_container(vendor, stack)
+    server = Server(vendor, url)
+    try:
+        with server.admin_connection():
+            pass
+    except Exception as exc:
+        from tests.servers import unavailable
+
+        unavailable(vendor, f"cannot connect to {URL_VARIABLES[vendor]}: {exc}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def servers(
+    _container_stack: contextlib.ExitStack, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Server]:
+    """Servers already connected to, by vendor (filled lazily by the ``server`` fixture)."""
+    return {}
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def server(
+    request: pytest.FixtureRequest,
+    servers: dict[str, Server],
+    _container_stack: contextlib.ExitStack,
+    tmp_path: Path,
+) -> Server:
+    vendor: str = request.param
+    if vendor == "sqlite":
+        return Server("sqlite", folder=tmp_path)
+    if vendor not in servers:
+        servers[vendor] = _server(vendor, _container_stack, tmp_path)
+    return servers[vendor]
+
+
+@pytest.fixture
+def database(server: Server) -> Iterator[FreshDatabase]:
+    """A fresh, empty database on each backend, dropped afterwards."""
+    db = server.create_database()
+    try:
+        yield db
+    finally:
+        db.drop()
