@@ -13,7 +13,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -101,6 +101,8 @@ class FreshDatabase:
     server: Server
     name: str
     url: str
+    #: Users or roles a test created for this database; dropped with it.
+    users: list[str] = field(default_factory=list)
 
     @property
     def vendor(self) -> str:
@@ -116,12 +118,12 @@ class FreshDatabase:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.connect() as connection, _cursor(connection) as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, *((params,) if params else ()))
             return list(cursor.fetchall())
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         with self.connect() as connection, _cursor(connection) as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, *((params,) if params else ()))
 
     def tables(self) -> set[str]:
         if self.vendor == "sqlite":
@@ -146,9 +148,9 @@ class FreshDatabase:
             return []
         columns = ("id", "database", "trigger", "status", "planned", "applied", "failed_migration",
                    "error_summary")  # fmt: skip
-        rows = self.query(
-            f"SELECT {', '.join(columns)} FROM django_automigrate_migrationrun ORDER BY id"
-        )
+        quote = "`" if self.vendor == "mysql" else '"'
+        names = ", ".join(f"{quote}{column}{quote}" for column in columns)
+        rows = self.query(f"SELECT {names} FROM django_automigrate_migrationrun ORDER BY id")
         return [dict(zip(columns, row, strict=True)) for row in rows]
 
     def schema_dump(self) -> list[tuple[Any, ...]]:
@@ -210,8 +212,12 @@ class FreshDatabase:
         with self.server.admin_connection() as connection, _cursor(connection) as cursor:
             if self.vendor == "postgresql":
                 cursor.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                for user in self.users:
+                    cursor.execute(f'DROP ROLE IF EXISTS "{user}"')
             else:
                 cursor.execute(f"DROP DATABASE IF EXISTS `{self.name}`")
+                for user in self.users:
+                    cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,141 @@
+"""Many replicas, killed holders and lost locks: real processes against real servers."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import time
+
+import pytest
+
+from tests.servers import FreshDatabase
+from tests.utils import finish, run_command, start_command
+
+#: Migrations of the test project on disk (testapp 22, otherapp 2, squashapp 4 + 1 squash,
+#: django_automigrate 1, and Django's own contrib apps): at least 20 pending on a fresh database.
+SLOW = "0010_checkpoint"
+BEFORE_SLOW = ("testapp", "0009_book_title_index")
+
+
+def wait_until(predicate: object, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_eight_replicas_started_together_apply_each_migration_once(database: FreshDatabase) -> None:
+    replicas = [
+        start_command(
+            database.url, "automigrate", "--format", "json", AUTOMIGRATE_TEST_SLOW=f"{SLOW}:2"
+        )
+        for _ in range(8)
+    ]
+
+    results = [finish(replica) for replica in replicas]
+
+    assert [r.returncode for r in results] == [0] * 8, [r.err for r in results if r.returncode]
+    reports = [r.json()["databases"][0] for r in results]
+    appliers = [report for report in reports if report["applied"]]
+    assert len(appliers) == 1
+    assert len(appliers[0]["applied"]) >= 20
+    assert all(r["status"] == "nothing_to_do" for r in reports if r is not appliers[0])
+    rows = database.migration_rows()
+    duplicates = [row for row, count in collections.Counter(rows).items() if count > 1]
+    assert duplicates == []
+    assert {f"{app}.{name}" for app, name in rows} >= set(appliers[0]["applied"])
+    history = database.history_rows()
+    assert len(history) == 1
+    assert history[0]["status"] == "succeeded"
+    assert history[0]["id"] == appliers[0]["run_id"]
+    assert len(_as_list(history[0]["applied"])) == len(appliers[0]["applied"])
+
+
+def test_a_killed_lock_holder_blocks_nobody(database: FreshDatabase) -> None:
+    # With the history table in place, the killed run leaves a "running" row behind.
+    assert run_command(database.url, "migrate", "django_automigrate").returncode == 0
+    holder = start_command(database.url, "automigrate", AUTOMIGRATE_TEST_SLOW=f"{SLOW}:120")
+    wait_until(lambda: BEFORE_SLOW in database.migration_rows(), what="the slow migration")
+
+    waiting = run_command(database.url, "automigrate", "--lock-timeout", "2")
+    holder.send_signal(signal.SIGKILL)
+    finish(holder)
+    started = time.monotonic()
+    successor = run_command(database.url, "automigrate", "--format", "json", "--lock-timeout", "30")
+    took = time.monotonic() - started
+
+    assert waiting.returncode == 3
+    assert "Could not get the migration lock" in waiting.err
+    assert "held by" in waiting.err
+    assert successor.returncode == 0, successor.err
+    report = successor.json()["databases"][0]
+    assert report["status"] == "succeeded"
+    assert report["lock_wait"] < 5
+    assert took < 60
+    assert "testapp.0010_checkpoint" in report["applied"]
+    statuses = [row["status"] for row in database.history_rows()]
+    # The killed run's row was written while it held the lock; its successor closes it out.
+    assert statuses == ["failed", "succeeded"]
+    assert database.history_rows()[0]["error_summary"].startswith("abandoned")
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+def test_a_run_that_loses_its_lock_stops_before_the_next_migration(
+    database: FreshDatabase,
+) -> None:
+    run = start_command(
+        database.url, "automigrate", "--format", "json", AUTOMIGRATE_TEST_SLOW=f"{SLOW}:4"
+    )
+    wait_until(lambda: BEFORE_SLOW in database.migration_rows(), what="the slow migration")
+
+    _kill_lock_connections(database)
+    result = finish(run)
+
+    assert result.returncode == 1
+    report = result.json()["databases"][0]
+    assert report["status"] == "failed"
+    assert "Lost the migration lock" in report["error"]
+    assert report["applied"][-1] == "testapp.0010_checkpoint"
+    assert ("testapp", "0011_tag") not in database.migration_rows()
+    assert database.history_rows()[-1]["status"] == "failed"
+
+
+def _kill_lock_connections(database: FreshDatabase) -> None:
+    if database.vendor == "postgresql":
+        database.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name LIKE 'django-automigrate %%'",
+            (database.name,),
+        )
+        return
+    from django_automigrate.locks.mysql import lock_name
+
+    rows = database.query("SELECT IS_USED_LOCK(%s)", (lock_name(database.name),))
+    assert rows[0][0] is not None
+    database.execute(f"KILL {int(rows[0][0])}")
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_a_non_atomic_concurrent_index_migration_runs_under_the_lock(
+    database: FreshDatabase,
+) -> None:
+    replicas = [
+        start_command(
+            database.url, "automigrate", AUTOMIGRATE_TEST_EXTRA_APPS="tests.pgapp"
+        )
+        for _ in range(3)
+    ]
+
+    results = [finish(replica, timeout=120) for replica in replicas]
+
+    assert [r.returncode for r in results] == [0, 0, 0], [r.err for r in results]
+    indexes = database.query("SELECT indexname FROM pg_indexes WHERE tablename = 'pgapp_event'")
+    assert ("pgapp_event_name_idx",) in indexes
+    assert ("pgapp", "0001_initial") in database.migration_rows()
+
+
+def _as_list(value: object) -> list[object]:
+    return json.loads(value) if isinstance(value, str) else list(value)  # type: ignore[call-overload]
