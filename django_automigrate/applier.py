@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from django.core.management import call_command
@@ -34,9 +35,16 @@ class _WatchedMigrate(django_migrate.Command):
     """``migrate`` that checks the lock before each migration and notes what was applied."""
 
     def __init__(
-        self, *, lock: MigrationLock, outcome: ApplyOutcome, log_details: bool, alias: str
+        self,
+        *,
+        lock: MigrationLock,
+        outcome: ApplyOutcome,
+        log_details: bool,
+        alias: str,
+        on_applied: Callable[[list[str]], None],
     ) -> None:
         super().__init__()
+        self._on_applied = on_applied
         self._lock = lock
         self._outcome = outcome
         self._log_details = log_details
@@ -63,6 +71,7 @@ class _WatchedMigrate(django_migrate.Command):
             label = migration_label(migration)
             self._outcome.applied.append(label)
             self._current = ""
+            self._on_applied(self._outcome.applied)
             if self._log_details:
                 seconds = time.monotonic() - self._current_started
                 logger.info(
@@ -86,11 +95,16 @@ def apply_plan(
     stdout: TextIO,
     verbosity: int,
     log_details: bool,
+    on_applied: Callable[[list[str]], None],
 ) -> ApplyOutcome:
     """Run ``migrate`` on ``connection``'s alias; never raises, the outcome holds any error."""
     outcome = ApplyOutcome()
     command = _WatchedMigrate(
-        lock=lock, outcome=outcome, log_details=log_details, alias=connection.alias
+        lock=lock,
+        outcome=outcome,
+        log_details=log_details,
+        alias=connection.alias,
+        on_applied=on_applied,
     )
     options: dict[str, Any] = {
         "database": connection.alias,

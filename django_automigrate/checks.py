@@ -10,6 +10,7 @@
 * ``automigrate.E008`` a migrated database's backend has no migration lock
 * ``automigrate.E009`` ``LOCK_BACKEND = "table"`` is not available in this version
 * ``automigrate.W001`` locking is off: several processes may migrate at once
+* ``automigrate.W002`` an ``AUTOMIGRATE_*`` environment variable looks like a misspelt setting
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _check_settings() -> list[CheckMessage]:
                 id="automigrate.W001",
             )
         )
-    if conf.lock_backend == "table":
+    if conf.use_lock and conf.lock_backend == "table":
         messages.append(
             Error(
                 "AUTOMIGRATE['LOCK_BACKEND'] is 'table', which this version does not provide.",
@@ -58,12 +59,13 @@ def _check_settings() -> list[CheckMessage]:
         )
     elif conf.use_lock and not any(p.id == "automigrate.E005" for p in problems):
         for alias in conf.aliases():
-            vendor = connections[alias].vendor
-            if vendor not in NATIVE_LOCK_VENDORS:
+            connection = connections[alias]
+            if connection.vendor not in NATIVE_LOCK_VENDORS:
+                engine = connection.settings_dict.get("ENGINE")
                 messages.append(
                     Error(
-                        f"Database {alias!r} uses the {vendor!r} backend, which has no native "
-                        "migration lock.",
+                        f"Database {alias!r} uses {engine!r} (vendor {connection.vendor!r}), "
+                        "which has no native migration lock.",
                         hint="Supported: PostgreSQL, MySQL/MariaDB, SQLite. Remove the alias "
                         "from AUTOMIGRATE['DATABASES'], or set USE_LOCK False if only one "
                         "process ever migrates.",

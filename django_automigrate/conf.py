@@ -296,6 +296,7 @@ def read_settings(
                 )
         values[key.name] = value
 
+    problems.extend(_misspelled_variables(environ_))
     environment = values["ENVIRONMENT"] or ("development" if settings.DEBUG else "production")
     create_database = values["CREATE_DATABASE"]
     if create_database is None:
@@ -318,6 +319,26 @@ def read_settings(
     )
     problems.extend(_alias_problems(result))
     return result, problems
+
+
+def _misspelled_variables(environ_: Mapping[str, str]) -> list[Problem]:
+    """``AUTOMIGRATE_LOCK_TIMOUT`` would be ignored in silence: say so when a variable looks
+    like a misspelt setting (other ``AUTOMIGRATE_*`` variables are none of our business)."""
+    problems = []
+    for variable in sorted(environ_):
+        name = variable[len(ENV_PREFIX) :]
+        if not variable.startswith(ENV_PREFIX) or name in KEYS_BY_NAME:
+            continue
+        close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1, cutoff=0.8)
+        if close:
+            problems.append(
+                Problem(
+                    "automigrate.W002",
+                    f"Environment variable {variable} is not a setting and is ignored.",
+                    f"Did you mean {env_var(close[0])}?",
+                )
+            )
+    return problems
 
 
 def _alias_problems(conf: AutomigrateSettings) -> list[Problem]:

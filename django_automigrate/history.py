@@ -100,21 +100,46 @@ class HistoryRecorder:
                 return
             if lock_held:
                 # We hold the lock, so any run still marked running on this database is dead.
-                abandoned = MigrationRun.objects.using(self.using).filter(
-                    database=self.alias, status=Status.RUNNING
-                )
-                count = abandoned.update(
-                    status=Status.FAILED, error_summary=ABANDONED, finished_at=timezone.now()
-                )
-                if count:
-                    logger.warning(
-                        "automigrate: %s: marked %d abandoned run(s) as failed", self.alias, count
-                    )
+                self._close_abandoned_runs()
             self.row = MigrationRun.objects.using(self.using).create(
                 status=Status.RUNNING, **self.fields
             )
         except DatabaseError as exc:
             logger.error("automigrate: %s: could not record the run's start: %s", self.alias, exc)
+
+    def _close_abandoned_runs(self) -> None:
+        abandoned = MigrationRun.objects.using(self.using).filter(
+            database=self.alias, status=Status.RUNNING
+        )
+        for run in abandoned:
+            run.status = Status.FAILED
+            run.error_summary = ABANDONED
+            run.finished_at = timezone.now()
+            run.duration = run.finished_at - run.started_at
+            run.save(
+                using=self.using,
+                update_fields=["status", "error_summary", "finished_at", "duration"],
+            )
+            logger.warning(
+                "automigrate: %s: run #%s was abandoned by its process; marked failed "
+                "(it had applied: %s)",
+                self.alias,
+                run.pk,
+                ", ".join(run.applied) or "nothing",
+                extra={"database": self.alias, "run_id": run.pk},
+            )
+
+    def applied(self, applied: Sequence[str]) -> None:
+        """Keep the row's applied list current, so that a run killed midway is described
+        exactly by its row."""
+        if self.row is None:
+            return
+        try:
+            MigrationRun.objects.using(self.using).filter(pk=self.row.pk).update(
+                applied=list(applied)
+            )
+        except DatabaseError as exc:
+            logger.error("automigrate: %s: could not record progress: %s", self.alias, exc)
 
     def finish(
         self,

@@ -39,18 +39,18 @@ def format_result(result: DatabaseResult) -> str:
 def format_history(runs: Sequence[MigrationRun]) -> str:
     if not runs:
         return "No recorded runs."
-    header = ("#", "started (UTC)", "database", "trigger", "status", "applied", "duration", "host")
+    header = ("#", "started", "database", "trigger", "status", "applied", "duration", "host")
     rows = [header]
     for run in runs:
         rows.append(
             (
                 str(run.pk),
-                f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+                run.started_at.isoformat(sep=" ", timespec="seconds"),
                 run.database,
                 run.trigger,
                 run.status,
                 f"{len(run.applied)}/{len(run.planned)}",
-                f"{run.duration.total_seconds():.1f}s" if run.duration else "-",
+                f"{run.duration.total_seconds():.1f}s" if run.duration is not None else "-",
                 f"{run.host} pid {run.pid}" if run.pid else run.host,
             )
         )

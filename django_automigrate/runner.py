@@ -26,7 +26,7 @@ from django_automigrate.exceptions import (
     PlanError,
 )
 from django_automigrate.history import HistoryRecorder
-from django_automigrate.locks import lock_for
+from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import Status, Trigger
 from django_automigrate.plan import migration_label, pending_plan
 
@@ -104,7 +104,7 @@ class RunResult:
 
 def resolve_aliases(databases: Sequence[str] | None, conf: AutomigrateSettings) -> list[str]:
     """The aliases to run, in order; raises :class:`ConfigurationError` for an unknown one."""
-    aliases = list(dict.fromkeys(databases)) if databases else list(conf.aliases())
+    aliases = list(dict.fromkeys(databases or conf.aliases()))
     unknown = [alias for alias in aliases if alias not in settings.DATABASES]
     if unknown:
         raise ConfigurationError(
@@ -148,12 +148,17 @@ def migrate(
         raise ConfigurationError(
             f"The lock timeout must be 0 or more seconds, not {lock_timeout!r}."
         )
+    # Every lock is chosen before any database is touched: a backend without a lock is a
+    # configuration error, reported before the first migration rather than halfway.
+    locks = {
+        alias: lock_for(connections[alias], conf, use_lock=options.use_lock) for alias in aliases
+    }
     results: list[DatabaseResult] = []
     for alias in aliases:
         if any(r.exit_code for r in results):
             results.append(DatabaseResult(alias=alias, status=NOT_RUN))
             continue
-        result = _migrate_database(alias, options)
+        result = _migrate_database(alias, locks[alias], options)
         _log_summary(result)
         results.append(result)
     return RunResult(results)
@@ -169,7 +174,7 @@ class _RunOptions:
     verbosity: int
 
 
-def _migrate_database(alias: str, options: _RunOptions) -> DatabaseResult:
+def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> DatabaseResult:
     started_at = timezone.now()
     started = time.monotonic()
     connection = connections[alias]
@@ -184,7 +189,6 @@ def _migrate_database(alias: str, options: _RunOptions) -> DatabaseResult:
     if not plan:
         return DatabaseResult(alias, NOTHING_TO_DO, duration=elapsed())
 
-    lock = lock_for(connection, options.conf, use_lock=options.use_lock)
     planned = [migration_label(m) for m, _ in plan]
     try:
         lock_wait = lock.acquire(options.lock_timeout, on_wait=_wait_logger(alias, lock.name))
@@ -194,7 +198,8 @@ def _migrate_database(alias: str, options: _RunOptions) -> DatabaseResult:
             alias, LOCK_TIMEOUT, planned, duration=elapsed(), lock_wait=exc.waited,
             lock=lock.name, error=str(exc),
         )  # fmt: skip
-    except (AutomigrateError, DatabaseError) as exc:
+    except (AutomigrateError, DatabaseError, OSError) as exc:
+        # OSError: the SQLite lock file cannot be created (unwritable folder, a directory there).
         lock.release()
         return DatabaseResult(
             alias, Status.FAILED, planned, duration=elapsed(), lock=lock.name,
@@ -232,6 +237,7 @@ def _migrate_database(alias: str, options: _RunOptions) -> DatabaseResult:
             stdout=options.stdout,
             verbosity=options.verbosity,
             log_details=options.conf.log_details,
+            on_applied=recorder.applied,
         )
         if outcome.error is None:
             status, error, trace = Status.SUCCEEDED, "", ""
@@ -258,6 +264,8 @@ def _describe(alias: str, exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, DatabaseError):
         return f"Database error on {alias!r}: {type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, OSError):
+        return f"Cannot use the migration lock of {alias!r}: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import URL_VARIABLES, Server, FreshDatabase, _url_from_container
+from tests.servers import URL_VARIABLES, FreshDatabase, Server, _url_from_container
 
 
 @pytest.fixture(scope="session")

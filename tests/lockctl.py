@@ -36,7 +36,9 @@ def main(action: str, argument: str = "0") -> int:
             report["waited"] = lock.acquire(float(argument))
             report["acquired"] = True
         except LockTimeout as exc:
-            report.update(acquired=False, error=str(exc), holder=exc.holder, exit_code=exc.exit_code)
+            report.update(
+                acquired=False, error=str(exc), holder=exc.holder, exit_code=exc.exit_code
+            )
         finally:
             lock.release()
         print(json.dumps(report), flush=True)

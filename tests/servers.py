@@ -45,7 +45,9 @@ def _url_from_container(vendor: str, stack: contextlib.ExitStack) -> str:
     try:
         import docker.errors
     except ImportError:
-        unavailable(vendor, f"{URL_VARIABLES[vendor]} is not set and testcontainers is not installed")
+        unavailable(
+            vendor, f"{URL_VARIABLES[vendor]} is not set and testcontainers is not installed"
+        )
     try:
         if vendor == "postgresql":
             from testcontainers.community.postgres import PostgresContainer
@@ -141,7 +143,9 @@ class FreshDatabase:
         """Every (app, name) row of django_migrations, duplicates kept, sorted."""
         if "django_migrations" not in self.tables():
             return []
-        return sorted((row[0], row[1]) for row in self.query("SELECT app, name FROM django_migrations"))
+        return sorted(
+            (row[0], row[1]) for row in self.query("SELECT app, name FROM django_migrations")
+        )
 
     def history_rows(self) -> list[dict[str, Any]]:
         if "django_automigrate_migrationrun" not in self.tables():

@@ -47,6 +47,9 @@ TEMPLATES = [
     }
 ]
 DATABASES = {"default": env.db_url("AUTOMIGRATE_TEST_DATABASE_URL", default="sqlite://:memory:")}
+if "AUTOMIGRATE_TEST_DUMMY_ALIAS" in os.environ:
+    # A backend with no native migration lock, for the system check that refuses it.
+    DATABASES[os.environ["AUTOMIGRATE_TEST_DUMMY_ALIAS"]] = {"ENGINE": "django.db.backends.dummy"}
 if "AUTOMIGRATE_TEST_OTHER_DATABASE_URL" in os.environ:
     DATABASES["other"] = env.db_url("AUTOMIGRATE_TEST_OTHER_DATABASE_URL")
 

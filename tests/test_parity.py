@@ -131,7 +131,7 @@ def test_check_exits_1_while_pending_and_0_after(database: FreshDatabase) -> Non
         "pending": {"default": []},
         "ok": True,
     }
-    assert database.history_rows() and len(database.history_rows()) == 1
+    assert len(database.history_rows()) == 1
 
 
 def test_check_writes_nothing_on_a_fresh_database(database: FreshDatabase) -> None:

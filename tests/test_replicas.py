@@ -123,9 +123,7 @@ def test_a_non_atomic_concurrent_index_migration_runs_under_the_lock(
     database: FreshDatabase,
 ) -> None:
     replicas = [
-        start_command(
-            database.url, "automigrate", AUTOMIGRATE_TEST_EXTRA_APPS="tests.pgapp"
-        )
+        start_command(database.url, "automigrate", AUTOMIGRATE_TEST_EXTRA_APPS="tests.pgapp")
         for _ in range(3)
     ]
 
@@ -138,4 +136,8 @@ def test_a_non_atomic_concurrent_index_migration_runs_under_the_lock(
 
 
 def _as_list(value: object) -> list[object]:
-    return json.loads(value) if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    if isinstance(value, str):
+        loaded: list[object] = json.loads(value)
+        return loaded
+    assert isinstance(value, list)
+    return value

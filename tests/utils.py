@@ -41,9 +41,7 @@ def manage_args(*args: str) -> list[str]:
     return [sys.executable, "-m", "django", *args]
 
 
-def start_command(
-    database_url: str | None, *args: str, **env: str
-) -> subprocess.Popen[str]:
+def start_command(database_url: str | None, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         manage_args(*args),
         cwd=REPO,

@@ -10,7 +10,7 @@ import io
 import json
 import sys
 from argparse import ArgumentParser, ArgumentTypeError
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.db import DatabaseError, connections
@@ -91,6 +91,11 @@ class Command(BaseCommand):
             help=f"Show the last N recorded runs (default {DEFAULT_HISTORY_COUNT}).",
         )
         parser.add_argument(
+            "--skip-checks",
+            action="store_true",
+            help="Skip the system checks (which otherwise run first and exit 2 on an error).",
+        )
+        parser.add_argument(
             "--format",
             choices=("text", "json"),
             default="text",
@@ -130,7 +135,10 @@ class Command(BaseCommand):
     def _run(
         self, aliases: list[str], *, use_lock: bool, lock_timeout: float | None, verbosity: int
     ) -> None:
-        django_output = io.StringIO() if self.json or verbosity < 1 else self.stdout
+        # The raw stream: migrate wraps what it is given in an OutputWrapper of its own.
+        django_output: TextIO = (
+            io.StringIO() if self.json or verbosity < 1 else cast(TextIO, self.stdout._out)
+        )
         if not use_lock and not self.json and verbosity:
             self.stderr.write("Running without the migration lock (--no-lock).")
         try:
@@ -139,7 +147,7 @@ class Command(BaseCommand):
                 trigger=Trigger.COMMAND,
                 use_lock=use_lock,
                 lock_timeout=lock_timeout,
-                stdout=django_output,  # type: ignore[arg-type]
+                stdout=django_output,
                 verbosity=verbosity,
             )
         except ConfigurationError as exc:
@@ -191,7 +199,8 @@ class Command(BaseCommand):
         runs.sort(key=lambda run: (run.started_at, run.pk), reverse=True)
         runs = runs[:count]
         if self.json:
-            self._emit({"command": "history", "runs": [_run_dict(r) for r in runs]}, 0)
+            document = {"runs": [_run_dict(r) for r in runs], "no_history": missing}
+            self._emit({"command": "history", **document}, 0)
             return
         for alias in missing:
             self.stdout.write(f"{alias}: no history yet (run 'manage.py automigrate' first)")
@@ -219,8 +228,8 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "status": run.status,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "duration": run.duration.total_seconds() if run.duration else None,
-        "lock_wait": run.lock_wait.total_seconds() if run.lock_wait else None,
+        "duration": run.duration.total_seconds() if run.duration is not None else None,
+        "lock_wait": run.lock_wait.total_seconds() if run.lock_wait is not None else None,
         "planned": run.planned,
         "applied": run.applied,
         "failed_migration": run.failed_migration,
