@@ -1,10 +1,14 @@
 # Two commands matter: `make demo` and `make test`. Everything else is what they need.
-# Two environments: Django 5.2 LTS on the default python3, and the newest Django on the newest
-# Python 3.12+ this machine has (Django 6 needs 3.12+).
+# Two environments: Django 5.2 LTS, and the newest Django on the newest Python 3.12+ this
+# machine has (Django 6 needs 3.12+).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PY_LTS ?= $(shell scripts/find-python 3.10)
+# Django 5.2 runs on the default python3 when it is 3.10 or newer, else the newest Python found.
+PY_LTS ?= $(shell python3 -c 'import sys; print(sys.executable if sys.version_info >= (3, 10) else "")' 2>/dev/null || true)
+ifeq ($(PY_LTS),)
+PY_LTS := $(shell scripts/find-python 3.10)
+endif
 PY_NEW ?= $(shell scripts/find-python 3.12)
 VENV_LTS := .venv/django52
 VENV_NEW := .venv/django-latest
