@@ -53,7 +53,7 @@ typecheck: $(VENV_LTS)/.installed $(VENV_NEW)/.installed
 	$(VENV_NEW)/bin/mypy
 
 docs: $(VENV_LTS)/.installed
-	$(VENV_LTS)/bin/mkdocs build --strict --quiet --site-dir .site
+	NO_MKDOCS_2_WARNING=1 $(VENV_LTS)/bin/mkdocs build --strict --quiet --site-dir .site
 
 test-lts: $(VENV_LTS)/.installed
 	@echo "== tests: $$($(VENV_LTS)/bin/python --version), Django $$($(VENV_LTS)/bin/python -m django --version)"

@@ -70,6 +70,9 @@ def test_a_killed_lock_holder_blocks_nobody(database: FreshDatabase) -> None:
     assert waiting.returncode == 3
     assert "Could not get the migration lock" in waiting.err
     assert "held by" in waiting.err
+    # The holder is named: PostgreSQL and SQLite by host and pid, MySQL by its connection.
+    expected_holder = "connection" if database.vendor == "mysql" else f"pid {holder.pid}"
+    assert expected_holder in waiting.err
     assert successor.returncode == 0, successor.err
     report = successor.json()["databases"][0]
     assert report["status"] == "succeeded"
