@@ -17,6 +17,7 @@ def test_valid_settings_give_no_message() -> None:
     assert ids() == []
 
 
+@pytest.mark.django_db  # Django 6's own checks read the database
 @override_settings(AUTOMIGRATE={"MODE": "async"})
 def test_errors_are_registered_and_fail_manage_py_check() -> None:
     with pytest.raises(SystemCheckError, match=r"automigrate\.E004"):
