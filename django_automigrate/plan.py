@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
@@ -17,12 +19,32 @@ def migration_label(migration: Migration) -> str:
     return f"{migration.app_label}.{migration.name}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """What a run has to do on one database."""
+
+    plan: Plan
+    #: Squashed migrations whose replaced migrations are all applied but which are not recorded
+    #: themselves yet. ``migrate`` records them on every run; until it does, removing the
+    #: replaced migrations from disk would make Django apply the squash again.
+    unrecorded_squashes: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.plan and not self.unrecorded_squashes
+
+
 def pending_plan(connection: BaseDatabaseWrapper) -> Plan:
     """The forwards plan to the latest migrations on disk, as ``manage.py migrate`` would run it.
 
     Reads ``django_migrations`` (a missing table means nothing is applied) and never creates it.
     Raises :class:`PlanError` for the states ``migrate`` itself refuses.
     """
+    return pending_work(connection).plan
+
+
+def pending_work(connection: BaseDatabaseWrapper) -> Pending:
+    """The plan, and the squash bookkeeping ``migrate`` would do (see :class:`Pending`)."""
     executor = MigrationExecutor(connection)
     loader = executor.loader
     try:
@@ -40,4 +62,13 @@ def pending_plan(connection: BaseDatabaseWrapper) -> Plan:
             f"Conflicting migrations on database {connection.alias!r} ({names}). "
             "Run 'manage.py makemigrations --merge' and deploy the merge migration."
         )
-    return executor.migration_plan(loader.graph.leaf_nodes())
+    plan = executor.migration_plan(loader.graph.leaf_nodes())
+    # The condition of MigrationExecutor.check_replacements(), read without writing.
+    recorded = executor.recorder.applied_migrations() if executor.recorder.has_table() else {}
+    unrecorded = [
+        f"{app_label}.{name}"
+        for (app_label, name), migration in loader.replacements.items()
+        if (app_label, name) not in recorded
+        and all(tuple(replaced) in recorded for replaced in migration.replaces)
+    ]
+    return Pending(plan, sorted(unrecorded))

@@ -28,7 +28,7 @@ from django_automigrate.exceptions import (
 from django_automigrate.history import HistoryRecorder
 from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import Status, Trigger
-from django_automigrate.plan import migration_label, pending_plan
+from django_automigrate.plan import migration_label, pending_work
 
 logger = logging.getLogger("django_automigrate")
 
@@ -183,13 +183,13 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
         return time.monotonic() - started
 
     try:
-        plan = pending_plan(connection)
+        pending = pending_work(connection)
     except (PlanError, DatabaseError) as exc:
         return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
-    if not plan:
+    if pending.empty:
         return DatabaseResult(alias, NOTHING_TO_DO, duration=elapsed())
 
-    planned = [migration_label(m) for m, _ in plan]
+    planned = [migration_label(m) for m, _ in pending.plan]
     try:
         lock_wait = lock.acquire(options.lock_timeout, on_wait=_wait_logger(alias, lock.name))
     except LockTimeout as exc:
@@ -209,18 +209,26 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
     try:
         # Another process may have applied some or all of it while we waited.
         try:
-            plan = pending_plan(connection)
+            pending = pending_work(connection)
         except (PlanError, DatabaseError) as exc:
             return DatabaseResult(
                 alias, Status.FAILED, planned, duration=elapsed(), lock_wait=lock_wait,
                 lock=lock.name, error=_describe(alias, exc),
             )  # fmt: skip
-        if not plan:
+        if pending.empty:
             return DatabaseResult(
                 alias, NOTHING_TO_DO, duration=elapsed(), lock_wait=lock_wait, lock=lock.name,
                 applied_by_another_process=True,
             )  # fmt: skip
-        planned = [migration_label(m) for m, _ in plan]
+        planned = [migration_label(m) for m, _ in pending.plan]
+        if pending.unrecorded_squashes:
+            logger.info(
+                "automigrate: %s: recording squashed migration(s) already applied through the "
+                "migrations they replace: %s",
+                alias,
+                ", ".join(pending.unrecorded_squashes),
+                extra={"database": alias},
+            )
         recorder = HistoryRecorder(
             alias=alias,
             trigger=options.trigger,

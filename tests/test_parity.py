@@ -154,3 +154,26 @@ def test_json_run_output_parses_and_describes_the_run(database: FreshDatabase) -
     assert report["status"] == "succeeded"
     assert report["applied"] == report["planned"]
     assert report["run_id"] == database.history_rows()[0]["id"]
+
+
+def test_a_squash_applied_through_its_replaced_migrations_is_recorded(
+    database: FreshDatabase,
+) -> None:
+    # As on a database migrated before the squash existed: the replaced migrations are recorded,
+    # the squash is not. migrate records it on its next run, and so must automigrate, or the
+    # squash would be applied again once the replaced migrations are deleted from disk.
+    _migrated(database)
+    squash = ("squashapp", "0001_squashed_0003_pin_first")
+    database.execute(
+        "DELETE FROM django_migrations WHERE app = %s AND name = %s"
+        if database.vendor != "sqlite"
+        else "DELETE FROM django_migrations WHERE app = ? AND name = ?",
+        squash,
+    )
+
+    result = run_command(database.url, "automigrate", "--format", "json")
+
+    assert result.returncode == 0, result.err
+    assert squash in database.migration_rows()
+    assert result.json()["databases"][0]["status"] == "succeeded"
+    assert result.json()["databases"][0]["applied"] == []

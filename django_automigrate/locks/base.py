@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import copy
 import os
 import socket
 import time
 from collections.abc import Callable
 
-from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import load_backend
 
 from django_automigrate.exceptions import LockTimeout
 
@@ -23,6 +24,20 @@ WaitCallback = Callable[[str | None, float], None]
 def process_identity() -> str:
     """``host pid N``: how a lock holder names itself to the processes waiting for it."""
     return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def dedicated_connection(connection: BaseDatabaseWrapper) -> BaseDatabaseWrapper:
+    """A new, unpooled connection to ``connection``'s database.
+
+    Built from the wrapper's own settings (which the test runner points at the test database),
+    without Django's connection pool (``OPTIONS["pool"]``): a session lock left on a connection
+    handed back to a pool would outlive the run.
+    """
+    settings_dict = copy.deepcopy(connection.settings_dict)
+    settings_dict.get("OPTIONS", {}).pop("pool", None)
+    backend = load_backend(settings_dict["ENGINE"])
+    wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(settings_dict, connection.alias)
+    return wrapper
 
 
 class MigrationLock(abc.ABC):
@@ -99,7 +114,7 @@ class ConnectionLock(MigrationLock):
     @property
     def lock_connection(self) -> BaseDatabaseWrapper:
         if self._lock_connection is None:
-            self._lock_connection = connections.create_connection(self.alias)
+            self._lock_connection = dedicated_connection(self.connection)
             self._lock_connection.ensure_connection()
             self.on_connect()
         return self._lock_connection
