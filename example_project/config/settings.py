@@ -86,6 +86,12 @@ LOGGING: dict[str, Any] = {
         "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "loggers": {
-        "django_automigrate": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # WARNING keeps the terminal to Django's own "Applying …" lines plus lock waits and
+        # errors; LOG_LEVEL=INFO adds a line per migration and a summary per run.
+        "django_automigrate": {
+            "handlers": ["stderr"],
+            "level": env.str("LOG_LEVEL", default="WARNING"),
+            "propagate": False,
+        },
     },
 }

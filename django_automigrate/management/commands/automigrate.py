@@ -178,7 +178,8 @@ class Command(BaseCommand):
             return
         for alias, labels in pending.items():
             if labels:
-                self.stdout.write(f"{alias}: {len(labels)} pending: " + ", ".join(labels))
+                self.stdout.write(f"{alias}: {len(labels)} pending:")
+                self.stdout.write("\n".join(f"  {label}" for label in labels))
             else:
                 self.stdout.write(f"{alias}: up to date")
         if exit_code:
