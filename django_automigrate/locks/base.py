@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
+import logging
 import os
 import socket
 import time
@@ -14,6 +15,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
 from django_automigrate.exceptions import LockTimeout
+
+logger = logging.getLogger("django_automigrate")
 
 #: Longest single blocking wait, so that a waiting process logs who holds the lock now and then.
 WAIT_CHUNK_SECONDS = 10.0
@@ -110,6 +113,7 @@ class ConnectionLock(MigrationLock):
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         super().__init__(connection)
         self._lock_connection: BaseDatabaseWrapper | None = None
+        self._held = False
 
     @property
     def lock_connection(self) -> BaseDatabaseWrapper:
@@ -121,6 +125,30 @@ class ConnectionLock(MigrationLock):
 
     def on_connect(self) -> None:
         """Hook: prepare a fresh lock connection (name it, read the database's identity)."""
+
+    @abc.abstractmethod
+    def unlock_statement(self) -> tuple[str, list[str | int]]:
+        """The SQL that gives the lock back; it returns 1 (or true) when the lock was held."""
+
+    def release(self) -> None:
+        if self._lock_connection is None:
+            return
+        try:
+            if self._held:
+                self._held = False
+                sql, params = self.unlock_statement()
+                with self._lock_connection.cursor() as cursor:
+                    cursor.execute(sql, params)
+                    row = cursor.fetchone()
+                if not row or row[0] != 1:
+                    logger.warning(
+                        "automigrate: %s was not held at release on %r", self.name, self.alias
+                    )
+        except Exception as exc:
+            # Closing the connection below releases a session lock anyway.
+            logger.warning("automigrate: releasing %s on %r failed: %s", self.name, self.alias, exc)
+        finally:
+            self.close_lock_connection()
 
     def close_lock_connection(self) -> None:
         if self._lock_connection is not None:

@@ -7,7 +7,6 @@ Named locks are server-wide, so the name carries the database's name; MySQL limi
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 
 from django.db import DatabaseError
@@ -15,8 +14,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_automigrate.exceptions import AutomigrateError, LockLost
 from django_automigrate.locks.base import ConnectionLock
-
-logger = logging.getLogger("django_automigrate")
 
 MAX_LOCK_NAME = 64
 PREFIX = "django_automigrate:"
@@ -34,7 +31,6 @@ class MySQLNamedLock(ConnectionLock):
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         super().__init__(connection)
         self._lock_name = lock_name(str(connection.settings_dict.get("NAME") or ""))
-        self._held = False
 
     def on_connect(self) -> None:
         with self.lock_connection.cursor() as cursor:
@@ -91,21 +87,5 @@ class MySQLNamedLock(ConnectionLock):
             f"connection {connection_id} (user {user!r} from {host}, in its state for {seconds}s)"
         )
 
-    def release(self) -> None:
-        if self._lock_connection is None:
-            return
-        try:
-            if self._held:
-                self._held = False
-                with self._lock_connection.cursor() as cursor:
-                    cursor.execute("SELECT RELEASE_LOCK(%s)", [self._lock_name])
-                    row = cursor.fetchone()
-                if not row or row[0] != 1:
-                    logger.warning(
-                        "automigrate: %s was not held at release on %r", self.name, self.alias
-                    )
-        except Exception as exc:
-            # Closing the connection below releases a named lock anyway.
-            logger.warning("automigrate: releasing %s on %r failed: %s", self.name, self.alias, exc)
-        finally:
-            self.close_lock_connection()
+    def unlock_statement(self) -> tuple[str, list[str | int]]:
+        return "SELECT RELEASE_LOCK(%s)", [self._lock_name]

@@ -8,15 +8,12 @@ The lock is released when its connection closes, so a killed process never leave
 from __future__ import annotations
 
 import hashlib
-import logging
 
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_automigrate.exceptions import AutomigrateError, LockLost
 from django_automigrate.locks.base import ConnectionLock, process_identity
-
-logger = logging.getLogger("django_automigrate")
 
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -44,7 +41,6 @@ class PostgresAdvisoryLock(ConnectionLock):
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         super().__init__(connection)
         self._key: int | None = None
-        self._held = False
         self._database = str(self.connection.settings_dict.get("NAME") or "")
 
     def on_connect(self) -> None:
@@ -126,26 +122,8 @@ class PostgresAdvisoryLock(ConnectionLock):
             parts.append(f"connected since {since:%Y-%m-%d %H:%M:%S %Z}".strip())
         return ", ".join(parts)
 
-    def release(self) -> None:
-        if self._lock_connection is None:
-            return
-        if not self._held:
-            self.close_lock_connection()
-            return
-        self._held = False
-        try:
-            with self._lock_connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [self.key])
-                row = cursor.fetchone()
-            if not row or not row[0]:
-                logger.warning(
-                    "automigrate: %s was not held at release on %r", self.name, self.alias
-                )
-        except Exception as exc:
-            # Closing the connection below releases a session lock anyway.
-            logger.warning("automigrate: releasing %s on %r failed: %s", self.name, self.alias, exc)
-        finally:
-            self.close_lock_connection()
+    def unlock_statement(self) -> tuple[str, list[str | int]]:
+        return "SELECT pg_advisory_unlock(%s)", [self.key]
 
     def _split_key(self) -> tuple[int, int]:
         unsigned = self.key & 0xFFFFFFFFFFFFFFFF
