@@ -9,5 +9,9 @@ class AutomigrateConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the system checks; importing it touches no database.
-        from django_automigrate import checks  # noqa: F401
+        # Registers the system checks; neither import touches a database.
+        from django_automigrate import checks, startup  # noqa: F401
+
+        # Decides (from settings and the kind of process) and, when this process migrates at
+        # startup, schedules the run for the moment every app is ready: never in here.
+        startup.on_ready()

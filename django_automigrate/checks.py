@@ -11,6 +11,8 @@
 * ``automigrate.E009`` ``LOCK_BACKEND = "table"`` is not available in this version
 * ``automigrate.W001`` locking is off: several processes may migrate at once
 * ``automigrate.W002`` an ``AUTOMIGRATE_*`` environment variable looks like a misspelt setting
+* ``automigrate.W003`` ``ON_FAILURE = "raise"`` with ``MODE = "background"``: a failure cannot stop
+  a process that is already serving
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def _check_settings() -> list[CheckMessage]:
                 "same migrations at the same time.",
                 hint="Leave USE_LOCK on unless exactly one process ever migrates.",
                 id="automigrate.W001",
+            )
+        )
+    if conf.mode == "background" and conf.on_failure == "raise":
+        messages.append(
+            Warning(
+                "AUTOMIGRATE['ON_FAILURE'] is 'raise' but MODE is 'background': the process is "
+                "already serving when a background run fails, so it keeps serving (health check "
+                "red) instead of stopping.",
+                hint="Set ON_FAILURE 'continue' to say so, or MODE 'blocking' to stop on failure.",
+                id="automigrate.W003",
             )
         )
     if conf.use_lock and conf.lock_backend == "table":

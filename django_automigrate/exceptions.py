@@ -60,3 +60,13 @@ class MigrationFailed(AutomigrateError):
 
 class PlanError(AutomigrateError):
     """The plan cannot be computed (conflicts, inconsistent history): nothing was applied."""
+
+
+class DatabaseMissing(AutomigrateError):
+    """The database does not exist and ``CREATE_DATABASE`` does not allow creating it."""
+
+    exit_code = 2
+
+
+class StartupFailed(AutomigrateError):
+    """The startup run failed and ``ON_FAILURE`` is ``"raise"``: the process stops."""

@@ -7,6 +7,7 @@ import dataclasses
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.exceptions import InconsistentMigrationHistory
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 
 from django_automigrate.exceptions import PlanError
@@ -72,3 +73,13 @@ def pending_work(connection: BaseDatabaseWrapper) -> Pending:
         and all(tuple(replaced) in recorded for replaced in migration.replaces)
     ]
     return Pending(plan, sorted(unrecorded))
+
+
+def full_plan_labels() -> list[str]:
+    """Every migration a run would apply to an empty database, in order (no connection used)."""
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    labels: dict[str, None] = {}
+    for leaf in sorted(graph.leaf_nodes()):
+        for app_label, name in graph.forwards_plan(leaf):
+            labels[f"{app_label}.{name}"] = None
+    return list(labels)

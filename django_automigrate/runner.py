@@ -19,9 +19,11 @@ from django.utils import timezone
 
 from django_automigrate.applier import apply_plan
 from django_automigrate.conf import AutomigrateSettings, get_settings
+from django_automigrate.database import ensure_database
 from django_automigrate.exceptions import (
     AutomigrateError,
     ConfigurationError,
+    DatabaseMissing,
     LockTimeout,
     PlanError,
 )
@@ -35,6 +37,7 @@ logger = logging.getLogger("django_automigrate")
 NOTHING_TO_DO = "nothing_to_do"
 LOCK_TIMEOUT = "lock_timeout"
 NOT_RUN = "not_run"
+DATABASE_MISSING = "database_missing"
 
 
 @dataclasses.dataclass
@@ -42,8 +45,9 @@ class DatabaseResult:
     """What one run did to one database."""
 
     alias: str
-    #: ``nothing_to_do``, ``succeeded``, ``failed``, ``lock_timeout`` or ``not_run`` (an earlier
-    #: database failed, so this one was left alone).
+    #: ``nothing_to_do``, ``succeeded``, ``failed``, ``lock_timeout``, ``database_missing`` (and
+    #: ``CREATE_DATABASE`` is off) or ``not_run`` (an earlier database failed, so this one was
+    #: left alone).
     status: str
     planned: list[str] = dataclasses.field(default_factory=list)
     applied: list[str] = dataclasses.field(default_factory=list)
@@ -55,10 +59,12 @@ class DatabaseResult:
     error: str = ""
     #: True when the lock was waited for and another process had applied everything meanwhile.
     applied_by_another_process: bool = False
+    #: True when this run created the database (``CREATE_DATABASE``).
+    created_database: bool = False
 
     @property
     def exit_code(self) -> int:
-        return {LOCK_TIMEOUT: 3, Status.FAILED.value: 1}.get(self.status, 0)
+        return {LOCK_TIMEOUT: 3, DATABASE_MISSING: 2, Status.FAILED.value: 1}.get(self.status, 0)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -121,6 +127,7 @@ def migrate(
     trigger: str = Trigger.COMMAND,
     use_lock: bool | None = None,
     lock_timeout: float | None = None,
+    create_database: bool | None = None,
     stdout: TextIO | None = None,
     verbosity: int = 1,
 ) -> RunResult:
@@ -131,6 +138,9 @@ def migrate(
     record the run and release the lock. A database that fails stops the run: the ones after it
     are reported ``not_run``. Configuration errors raise :class:`ConfigurationError`; lock
     timeouts and failed migrations are reported in the result, see :attr:`RunResult.exit_code`.
+
+    A database that does not exist is created first when ``create_database`` (default: the
+    ``CREATE_DATABASE`` setting) allows, else reported ``database_missing``.
 
     ``stdout`` receives Django's usual ``migrate`` output (``Applying …  OK``) when given.
     """
@@ -143,6 +153,7 @@ def migrate(
         lock_timeout=conf.lock_timeout if lock_timeout is None else lock_timeout,
         stdout=stdout if stdout is not None else io.StringIO(),
         verbosity=verbosity,
+        create_database=conf.create_database if create_database is None else create_database,
     )
     if lock_timeout is not None and lock_timeout < 0:
         raise ConfigurationError(
@@ -159,6 +170,8 @@ def migrate(
             results.append(DatabaseResult(alias=alias, status=NOT_RUN))
             continue
         result = _migrate_database(alias, locks[alias], options)
+        if options.created.get(alias):
+            result.created_database = True
         _log_summary(result)
         results.append(result)
     return RunResult(results)
@@ -172,6 +185,9 @@ class _RunOptions:
     lock_timeout: float
     stdout: TextIO
     verbosity: int
+    create_database: bool
+    #: Aliases whose database this run created.
+    created: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> DatabaseResult:
@@ -183,8 +199,12 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
         return time.monotonic() - started
 
     try:
+        if ensure_database(connection, create=options.create_database):
+            options.created[alias] = True
         pending = pending_work(connection)
-    except (PlanError, DatabaseError) as exc:
+    except DatabaseMissing as exc:
+        return DatabaseResult(alias, DATABASE_MISSING, duration=elapsed(), error=str(exc))
+    except (AutomigrateError, DatabaseError) as exc:
         return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
     if pending.empty:
         return DatabaseResult(alias, NOTHING_TO_DO, duration=elapsed())
@@ -300,7 +320,15 @@ def _log_summary(result: DatabaseResult) -> None:
         "lock_wait": round(result.lock_wait, 3),
         "run_id": result.run_id,
     }
-    if result.status == NOTHING_TO_DO:
+    if result.status == NOTHING_TO_DO and result.applied_by_another_process:
+        logger.info(
+            "automigrate: %s: nothing to do: another process applied the migrations while this "
+            "one waited %.1fs for the lock",
+            result.alias,
+            result.lock_wait,
+            extra=extra,
+        )
+    elif result.status == NOTHING_TO_DO:
         logger.info("automigrate: %s: nothing to do", result.alias, extra=extra)
     elif result.exit_code:
         logger.error(

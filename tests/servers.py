@@ -75,6 +75,7 @@ class Server:
         if self.vendor == "sqlite":
             assert self.folder is not None
             path = self.folder / f"{name}.sqlite3"
+            path.touch()  # an empty file is an empty SQLite database, as a new server database is
             return FreshDatabase(self, name, f"sqlite:///{path}")
         with self.admin_connection() as connection, _cursor(connection) as cursor:
             if self.vendor == "postgresql":

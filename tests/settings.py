@@ -22,12 +22,17 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django_automigrate",
     "tests.testapp",
     "tests.otherapp",
     "tests.squashapp",
     *env.list("AUTOMIGRATE_TEST_EXTRA_APPS", default=[]),
 ]
+# Startup runs must work wherever the app is listed: before or after contenttypes and auth.
+if env.bool("AUTOMIGRATE_TEST_APP_FIRST", default=False):
+    INSTALLED_APPS.insert(0, "django_automigrate")
+else:
+    INSTALLED_APPS.append("django_automigrate")
+WSGI_APPLICATION = "tests.wsgi.application"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

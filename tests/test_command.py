@@ -180,3 +180,18 @@ def test_the_databases_setting_picks_and_orders_aliases(tmp_path: Path) -> None:
     assert [r["alias"] for r in result.json()["databases"]] == ["other", "default"]
     assert second.history_rows()[0]["database"] == "other"
     assert first.history_rows()[0]["database"] == "default"
+
+
+def test_check_on_a_missing_database_reports_everything_pending_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "not" / "yet" / "db.sqlite3"
+
+    text = run_command(f"sqlite:///{path}", "automigrate", "--check")
+    document = run_command(f"sqlite:///{path}", "automigrate", "--check", "--format", "json")
+
+    assert text.returncode == 1
+    assert "default: no database yet, so all" in text.out
+    assert document.json()["missing_databases"] == ["default"]
+    assert "testapp.0022_seed_tags" in document.json()["pending"]["default"]
+    assert not (tmp_path / "not").exists()

@@ -129,6 +129,7 @@ def test_check_exits_1_while_pending_and_0_after(database: FreshDatabase) -> Non
         "schema_version": 1,
         "command": "check",
         "pending": {"default": []},
+        "missing_databases": [],
         "ok": True,
     }
     assert len(database.history_rows()) == 1

@@ -67,6 +67,7 @@ def test_results_serialise_to_plain_json_types() -> None:
                 "failed_migration": "",
                 "error": "boom",
                 "applied_by_another_process": False,
+                "created_database": False,
             }
         ],
     }

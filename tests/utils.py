@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -60,3 +61,75 @@ def finish(process: subprocess.Popen[str], timeout: float = 180) -> Result:
 def run_command(database_url: str | None, *args: str, timeout: float = 180, **env: str) -> Result:
     """``python -m django <args>`` in a new process; returns (returncode, stdout, stderr)."""
     return finish(start_command(database_url, *args, **env), timeout=timeout)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_server(database_url: str | None, *server_args: str, **env: str) -> subprocess.Popen[str]:
+    """A web server process running the test project (``gunicorn …`` or ``runserver …``)."""
+    if server_args[0] == "gunicorn":
+        args = [sys.executable, "-m", "gunicorn", "tests.wsgi", *server_args[1:]]
+    else:
+        args = manage_args(*server_args)
+    return subprocess.Popen(
+        args,
+        cwd=REPO,
+        env=child_env(database_url, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so that stop() reaches runserver's child and gunicorn's workers
+    )
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 30) -> Result:
+    """Stop a server and its children (SIGTERM to the group, then SIGKILL); collect its output."""
+    import signal
+
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate(timeout=timeout)
+    else:
+        out, err = process.communicate(timeout=timeout)
+    return Result(process.returncode, out, err)
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, str]:
+    """GET a URL; (status, body). Connection errors raise OSError."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    """Poll ``url`` until it answers; fail early if the server process ended."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            result = stop(process)
+            raise AssertionError(f"server exited with {result.returncode}: {result.err[-3000:]}")
+        try:
+            return get(url, timeout=5)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout}s")

@@ -17,11 +17,12 @@ from django.db import DatabaseError, connections
 
 from django_automigrate import runner
 from django_automigrate.conf import get_settings
+from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.history import history_alias, history_table_exists
 from django_automigrate.models import MigrationRun, Trigger
 from django_automigrate.output import format_history, format_result
-from django_automigrate.plan import migration_label, pending_plan
+from django_automigrate.plan import full_plan_labels, migration_label, pending_plan
 
 #: Version of the ``--format json`` documents; bumped on any incompatible change.
 JSON_SCHEMA_VERSION = 1
@@ -120,7 +121,9 @@ class Command(BaseCommand):
             conf = get_settings()
             aliases = runner.resolve_aliases(databases, conf)
             if not skip_checks:
-                self.check(databases=aliases)
+                # Database checks need the database: one that does not exist yet is created (or
+                # reported missing) by the run itself, so it is left out of them here.
+                self.check(databases=[alias for alias in aliases if _exists(alias)])
         except (ConfigurationError, SystemCheckError) as exc:
             self._fail(str(exc), 2)
         if check:
@@ -167,17 +170,26 @@ class Command(BaseCommand):
 
     def _check(self, aliases: list[str]) -> None:
         pending: dict[str, list[str]] = {}
+        missing: list[str] = []
         for alias in aliases:
             try:
+                if not database_exists(connections[alias]):
+                    # Connecting would create a SQLite file: say what a run would do instead.
+                    missing.append(alias)
+                    pending[alias] = full_plan_labels()
+                    continue
                 pending[alias] = [migration_label(m) for m, _ in pending_plan(connections[alias])]
             except (AutomigrateError, DatabaseError) as exc:
                 self._fail(f"Cannot read the migration state of {alias!r}: {exc}", 1)
         exit_code = 1 if any(pending.values()) else 0
         if self.json:
-            self._emit({"command": "check", "pending": pending, "ok": not exit_code}, exit_code)
+            document = {"pending": pending, "missing_databases": missing, "ok": not exit_code}
+            self._emit({"command": "check", **document}, exit_code)
             return
         for alias, labels in pending.items():
-            if labels:
+            if alias in missing:
+                self.stdout.write(f"{alias}: no database yet, so all {len(labels)} are pending")
+            elif labels:
                 self.stdout.write(f"{alias}: {len(labels)} pending:")
                 self.stdout.write("\n".join(f"  {label}" for label in labels))
             else:
@@ -240,3 +252,10 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "django_version": run.django_version,
         "release": run.release,
     }
+
+
+def _exists(alias: str) -> bool:
+    try:
+        return database_exists(connections[alias])
+    except (AutomigrateError, DatabaseError):
+        return False  # unreachable: the run reports it, with its own message
