@@ -286,6 +286,7 @@ def test_disabled_opens_no_database_connection_at_startup() -> None:
         (("migrate", "--plan"), "true", False),
         (("sqlmigrate", "testapp", "0001"), "true", False),
         (("automigrate", "--check"), "true", False),
+        (("test", "tests.squashapp"), "true", False),
         (("shell", "-c", "pass"), "true", True),
     ],
 )
