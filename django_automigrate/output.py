@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django_automigrate.dryrun import DatabasePreview
 from django_automigrate.models import MigrationRun
 from django_automigrate.runner import LOCK_TIMEOUT, NOT_RUN, NOTHING_TO_DO, DatabaseResult
 
@@ -63,4 +64,51 @@ def format_history(runs: Sequence[MigrationRun]) -> str:
         if run.error_summary:
             first_line = run.error_summary.splitlines()[0]
             lines.append(f"#{run.pk} {run.status}: {first_line}")
+    return "\n".join(lines)
+
+
+def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
+    lines: list[str] = []
+    for preview in previews:
+        lines.append(f"{preview.alias} ({preview.vendor}):")
+        lines.append(
+            f"  lock: {preview.lock}: "
+            + (f"held by {preview.lock_holder}" if preview.lock_holder else "free")
+        )
+        if preview.error:
+            lines.append(f"  error: {preview.error}")
+        elif not preview.database_exists:
+            lines.append(
+                "  the database does not exist yet; a run would create it (if allowed) and apply:"
+            )
+        elif not preview.migrations and not preview.unrecorded_squashes:
+            lines.append("  nothing to apply")
+        for squash in preview.unrecorded_squashes:
+            lines.append(
+                f"  would record squashed migration {squash} "
+                "(already applied through the migrations it replaces)"
+            )
+        for number, migration in enumerate(preview.migrations, start=1):
+            lines.append(f"  {number}. {migration.migration}")
+            lines.extend(f"     - {operation}" for operation in migration.operations)
+            lines.extend(
+                f"     ! {warning.code}: {warning.operation}: {warning.message}"
+                for warning in migration.warnings
+            )
+            if migration.sql is not None:
+                statements = migration.sql
+                if migration.transaction and statements:
+                    statements = ["BEGIN;", *statements, "COMMIT;"]
+                lines.extend(
+                    f"       {line}" for statement in statements for line in statement.splitlines()
+                )
+            elif migration.sql_error:
+                lines.append(f"       (no SQL: {migration.sql_error})")
+    lines.append(
+        "Summary: "
+        + "; ".join(
+            f"{p.alias}: {len(p.migrations)} migration(s), {p.warning_count} warning(s)"
+            for p in previews
+        )
+    )
     return "\n".join(lines)

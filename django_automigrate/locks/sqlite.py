@@ -63,6 +63,8 @@ class SQLiteFileLock(MigrationLock):
             raise LockLost(self.alias, self.name, "the lock file was deleted")
 
     def holder(self) -> str | None:
+        if not self.path.exists():
+            return None  # never locked here: asking must not create the file
         probe = FileLock(self.path)
         try:
             probe.acquire(timeout=0)

@@ -15,13 +15,13 @@ from typing import Any, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.db import DatabaseError, connections
 
-from django_automigrate import runner
-from django_automigrate.conf import get_settings
+from django_automigrate import dryrun, runner
+from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.history import history_alias, history_table_exists
 from django_automigrate.models import MigrationRun, Trigger
-from django_automigrate.output import format_history, format_result
+from django_automigrate.output import format_dry_run, format_history, format_result
 from django_automigrate.plan import full_plan_labels, migration_label, pending_plan
 
 #: Version of the ``--format json`` documents; bumped on any incompatible change.
@@ -84,6 +84,12 @@ class Command(BaseCommand):
             help="Exit 1 if any migration is pending, 0 if none. Writes nothing, takes no lock.",
         )
         mode.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show what a run would do (migrations, SQL, warnings, lock holder). Writes "
+            "nothing, takes no lock.",
+        )
+        mode.add_argument(
             "--history",
             nargs="?",
             type=_count,
@@ -110,6 +116,7 @@ class Command(BaseCommand):
         no_lock: bool,
         lock_timeout: float | None,
         check: bool,
+        dry_run: bool,
         history: int | None,
         format: str,
         verbosity: int,
@@ -128,6 +135,8 @@ class Command(BaseCommand):
             self._fail(str(exc), 2)
         if check:
             self._check(aliases)
+        elif dry_run:
+            self._dry_run(aliases, conf)
         elif history is not None:
             self._history(aliases, history)
         else:
@@ -194,6 +203,24 @@ class Command(BaseCommand):
                 self.stdout.write("\n".join(f"  {label}" for label in labels))
             else:
                 self.stdout.write(f"{alias}: up to date")
+        if exit_code:
+            sys.exit(exit_code)
+
+    def _dry_run(self, aliases: list[str], conf: AutomigrateSettings) -> None:
+        previews = dryrun.preview(aliases, conf)
+        exit_code = 1 if any(p.error for p in previews) else 0
+        if self.json:
+            document = {
+                "ok": not exit_code,
+                "databases": [p.to_dict() for p in previews],
+                "summary": {
+                    "migrations": sum(len(p.migrations) for p in previews),
+                    "warnings": sum(p.warning_count for p in previews),
+                },
+            }
+            self._emit({"command": "dry-run", **document}, exit_code)
+            return
+        self.stdout.write(format_dry_run(previews))
         if exit_code:
             sys.exit(exit_code)
 
