@@ -1,4 +1,4 @@
-"""How long a run takes when nothing is pending (every replica's start), and a full run.
+"""How long a run takes when nothing is pending (every replica's start), a dry run, a full run.
 
     python benchmarks/noop_run.py [--migrations 500] [--repeat 5]
 
@@ -54,6 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_app(root, args.migrations)
+        (root / "bench.sqlite3").touch()  # an empty database, as a new server database is
         sys.path.insert(0, str(root))
         import django
         from django.conf import settings
@@ -78,6 +79,13 @@ def main() -> None:
         from django.db.migrations.executor import MigrationExecutor
 
         import django_automigrate
+        from django_automigrate import dryrun
+        from django_automigrate.conf import get_settings
+
+        started = time.perf_counter()
+        (preview,) = dryrun.preview(["default"], get_settings())
+        dry_run_seconds = time.perf_counter() - started
+        assert not preview.error, preview.error
 
         started = time.perf_counter()
         full = django_automigrate.migrate(verbosity=0)
@@ -99,6 +107,7 @@ def main() -> None:
 
     applied = len(full.applied)
     print(f"migrations on disk (benchapp): {args.migrations}; applied in the full run: {applied}")
+    print(f"dry run (with SQL):  {dry_run_seconds:8.3f} s  ({len(preview.migrations)} migrations)")
     print(f"full run:            {full_seconds:8.3f} s")
     print(f"no-op run (median):  {statistics.median(noop):8.3f} s  (runs: {args.repeat})")
     print(f"migration loader:    {statistics.median(loader):8.3f} s  (Django's, for reference)")

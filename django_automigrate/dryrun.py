@@ -111,15 +111,20 @@ def _previews(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationPrev
     if not plan:
         return []
     loader = MigrationLoader(connection)
-    state = _applied_state(loader)
+    # Two states move through the plan together: one of bare model states to judge each
+    # operation against (cheap), and one whose rendered apps the SQL generation mutates in
+    # place, as the executor does (rendering it afresh for every migration is quadratic).
+    models_state = _applied_state(loader)
+    sql_state = models_state.clone()
     previews = []
     for migration, _backwards in plan:
         warnings = []
-        after = state.clone()
         for operation in migration.operations:
-            warnings.extend(operation_warnings(operation, migration.app_label, after))
-            operation.state_forwards(migration.app_label, after)
-        sql, error = _collect_sql(connection, migration, state)
+            warnings.extend(operation_warnings(operation, migration.app_label, models_state))
+            operation.state_forwards(migration.app_label, models_state)
+        sql, error = _collect_sql(connection, migration, sql_state)
+        if error:
+            sql_state = models_state.clone()  # a failed apply leaves it half-changed
         previews.append(
             MigrationPreview(
                 migration=migration_label(migration),
@@ -130,7 +135,6 @@ def _previews(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationPrev
                 warnings=warnings,
             )
         )
-        state = after
     return previews
 
 
@@ -147,7 +151,7 @@ def _collect_sql(
 ) -> tuple[list[str] | None, str]:
     try:
         with connection.schema_editor(collect_sql=True, atomic=False) as editor:
-            migration.apply(state.clone(), editor, collect_sql=True)
+            migration.apply(state, editor, collect_sql=True)
     except Exception as exc:
         # Some SQL depends on introspecting tables that earlier migrations of the plan would
         # create: sqlmigrate has the same limit. The rest of the plan is still shown.
