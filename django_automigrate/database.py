@@ -45,8 +45,14 @@ def database_exists(connection: BaseDatabaseWrapper) -> bool:
     try:
         connection.ensure_connection()
     except DatabaseError:
-        if connection.vendor not in MAINTENANCE_DATABASES or _listed_on_server(connection):
-            raise  # it exists, or we cannot tell: the connection error is the real problem
+        if connection.vendor not in MAINTENANCE_DATABASES:
+            raise
+        try:
+            listed = _listed_on_server(connection)
+        except AutomigrateError:
+            listed = True  # cannot tell either: the database's own error says most
+        if listed:
+            raise  # it exists (or may): the connection error is the real problem
         return False
     return True
 

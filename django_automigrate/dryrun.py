@@ -18,8 +18,8 @@ from django.db.migrations.state import ProjectState
 
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.database import database_exists
-from django_automigrate.exceptions import AutomigrateError
-from django_automigrate.locks import lock_for
+from django_automigrate.exceptions import AutomigrateError, ConfigurationError
+from django_automigrate.locks import NoLock, lock_for
 from django_automigrate.plan import Plan, full_plan_labels, migration_label, pending_work
 from django_automigrate.safety import SafetyWarning, operation_warnings
 
@@ -79,12 +79,18 @@ def preview(aliases: list[str], conf: AutomigrateSettings) -> list[DatabasePrevi
 def _preview_database(
     connection: BaseDatabaseWrapper, conf: AutomigrateSettings
 ) -> DatabasePreview:
-    lock = lock_for(connection, conf, use_lock=True)
+    try:
+        lock = lock_for(connection, conf, use_lock=conf.use_lock)
+    except ConfigurationError as exc:
+        lock = NoLock(connection)
+        lock_problem = str(exc)
+    else:
+        lock_problem = ""
     result = DatabasePreview(
         alias=connection.alias,
         vendor=connection.vendor,
         database_exists=True,
-        lock=lock.name,
+        lock=lock_problem or lock.name,
         lock_holder=None,
     )
     try:
@@ -96,7 +102,7 @@ def _preview_database(
             ]
             return result
         result.lock_holder = lock.safe_holder()
-        result.lock = lock.name  # now that the lock knows the database's identity
+        result.lock = lock_problem or lock.name  # now that it knows the database's identity
         pending = pending_work(connection)
         result.unrecorded_squashes = pending.unrecorded_squashes
         result.migrations = _previews(connection, pending.plan)

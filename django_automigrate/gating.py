@@ -54,10 +54,13 @@ class Process:
     argv: Sequence[str]
     environ: Mapping[str, str]
     modules: frozenset[str]
+    #: The arguments of the running ``ManagementUtility`` (``execute_from_command_line``),
+    #: whatever the script is called, or None when no management command is running.
+    management_argv: Sequence[str] | None = None
 
     @classmethod
     def current(cls) -> Process:
-        return cls(list(sys.argv), dict(os.environ), frozenset(sys.modules))
+        return cls(list(sys.argv), dict(os.environ), frozenset(sys.modules), _management_argv())
 
     @property
     def program(self) -> str:
@@ -65,7 +68,11 @@ class Process:
 
     @property
     def command(self) -> str | None:
-        """The management command, when this is ``manage.py``/``django-admin``/``-m django``."""
+        """The management command, when this is ``manage.py``/``django-admin``/``-m django``
+        or any script that runs ``execute_from_command_line``."""
+        if self.management_argv is not None:
+            argv = self.management_argv
+            return argv[1] if len(argv) > 1 else "help"
         program = self.argv[0] if self.argv else ""
         is_manage = (
             self.program in MANAGE_PROGRAMS
@@ -127,3 +134,23 @@ def decide(conf: AutomigrateSettings, process: Process) -> Decision:
         return Decision(False, "environment is production and IN_PRODUCTION is off")
     where = command or process.server or process.program or "this process"
     return Decision(True, f"{where}, environment {conf.environment}, mode {conf.mode}")
+
+
+def _management_argv() -> list[str] | None:
+    """The argv of a ``ManagementUtility.execute()`` running further up this thread's stack.
+
+    ``ready()`` runs inside ``django.setup()``, which ``ManagementUtility.execute()`` calls
+    before it looks the command up: the frame is there whatever the script is named
+    (``manage.py``, ``./manage``, a console script).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if (
+            frame.f_code.co_name == "execute"
+            and frame.f_globals.get("__name__") == "django.core.management"
+        ):
+            argv = getattr(frame.f_locals.get("self"), "argv", None)
+            if isinstance(argv, list):
+                return [str(arg) for arg in argv]
+        frame = frame.f_back  # type: ignore[assignment]
+    return None

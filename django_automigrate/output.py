@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from django_automigrate.dryrun import DatabasePreview
 from django_automigrate.models import MigrationRun
-from django_automigrate.runner import LOCK_TIMEOUT, NOT_RUN, NOTHING_TO_DO, DatabaseResult
+from django_automigrate.runner import (
+    DATABASE_MISSING,
+    LOCK_TIMEOUT,
+    NOT_RUN,
+    NOTHING_TO_DO,
+    DatabaseResult,
+)
 
 
 def format_result(result: DatabaseResult) -> str:
@@ -18,6 +24,8 @@ def format_result(result: DatabaseResult) -> str:
                 f"waited {result.lock_wait:.1f}s for the lock."
             )
         return f"{alias}: nothing to do, up to date."
+    if result.status == DATABASE_MISSING:
+        return f"{alias}: {result.error}"
     if result.status == NOT_RUN:
         return f"{alias}: not run, because an earlier database failed."
     run = f" (run #{result.run_id})" if result.run_id else ""

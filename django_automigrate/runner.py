@@ -85,7 +85,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 success or nothing to do, 1 a migration failed, 3 the lock was not had in time."""
+        """0 success or nothing to do, 1 a migration failed, 2 a database is missing (and may
+        not be created), 3 the lock was not had in time."""
         return next((r.exit_code for r in self.databases if r.exit_code), 0)
 
     @property

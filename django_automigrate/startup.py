@@ -23,6 +23,7 @@ import datetime
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -106,7 +107,7 @@ def on_ready() -> Decision | None:
     _hooked = True
     _set_state(status=IN_PROGRESS, reason=decision.reason)
     if conf.mode == "background":
-        _start_background(conf)
+        _start_thread(lambda: _run(conf))
     else:
         _run_when_apps_ready(lambda: _run(conf))
     return decision
@@ -135,8 +136,12 @@ def _run_when_apps_ready(callback: Callable[[], None]) -> None:
     original = apps.ready_event
     if not isinstance(original, threading.Event) or apps.ready:
         # Not the registry this was written against: fall back to a thread, never to running
-        # inside ready().
-        threading.Thread(target=_after_ready, args=(callback,), daemon=True).start()
+        # inside ready(). Say so: the process may then serve before the run ended.
+        logger.warning(
+            "automigrate: cannot run before the app registry reports ready in this Django "
+            "version; the startup run continues in a background thread instead"
+        )
+        _start_thread(callback)
         return
     apps.ready_event = _AppsReadyHook(original, callback)
 
@@ -146,14 +151,17 @@ def _after_ready(callback: Callable[[], None]) -> None:
     callback()
 
 
-def _start_background(conf: AutomigrateSettings) -> None:
+def _start_thread(callback: Callable[[], None]) -> None:
+    # What the run imports is imported here, before any fork: a module imported by the thread
+    # while the process forks can register fork handlers halfway (filelock does).
+    from django_automigrate import runner  # noqa: F401
+    from django_automigrate.locks import sqlite  # noqa: F401
+
     thread = threading.Thread(
-        target=_after_ready,
-        args=(lambda: _run(conf),),
-        name="django-automigrate",
-        daemon=True,
+        target=_after_ready, args=(callback,), name="django-automigrate", daemon=True
     )
-    # A process that forks while the run holds connections would hand them to its children.
+    # A process that forks while the run holds connections would hand them to its children:
+    # a forking server (gunicorn --preload, uWSGI with its fork hooks on) waits for the run.
     os.register_at_fork(before=lambda: _finished.wait())
     thread.start()
 
@@ -164,6 +172,21 @@ def _run(conf: AutomigrateSettings) -> None:
     _set_state(status=IN_PROGRESS, started_at=timezone.now())
     try:
         result = runner.migrate(trigger=Trigger.STARTUP, verbosity=0)
+        while any(r.status == runner.LOCK_TIMEOUT for r in result.databases):
+            # Another process holds the lock, so it is migrating. Giving up would not help (a
+            # restart waits again) and can hurt: a gunicorn worker that fails to boot stops its
+            # master, and with it the sibling that holds the lock, halfway through a migration.
+            # So a startup run keeps waiting, saying so loudly every LOCK_TIMEOUT seconds.
+            waited = next(r for r in result.databases if r.status == runner.LOCK_TIMEOUT)
+            logger.error(
+                "automigrate: still waiting at startup: %s Waiting on; this process serves "
+                "once the run ends.",
+                waited.error,
+                extra={"database": waited.alias, "lock_wait": waited.lock_wait},
+            )
+            if conf.lock_timeout < 1:
+                time.sleep(1)
+            result = runner.migrate(trigger=Trigger.STARTUP, verbosity=0)
     except AutomigrateError as exc:
         _finish(conf, None, str(exc))
         return

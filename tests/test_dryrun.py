@@ -203,3 +203,20 @@ def test_a_missing_database_is_previewed_without_being_created(server: Server) -
             cursor = connection.cursor()
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database.name,))
             assert cursor.fetchall() == []
+
+
+def test_a_lock_that_cannot_be_chosen_is_reported_not_raised(tmp_path: Path) -> None:
+    database = Server("sqlite", folder=tmp_path).create_database()
+
+    result = run_command(
+        database.url,
+        "automigrate",
+        "--dry-run",
+        "--format",
+        "json",
+        "--skip-checks",
+        AUTOMIGRATE_LOCK_BACKEND="table",
+    )
+
+    assert result.returncode == 0, result.err
+    assert "LOCK_BACKEND 'table' is not available" in result.json()["databases"][0]["lock"]

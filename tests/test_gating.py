@@ -109,6 +109,15 @@ def test_settings_gate_a_serving_process(
     assert reason in decision.reason
 
 
+def test_a_management_command_is_recognised_whatever_the_script_is_called() -> None:
+    wrapper = Process(["/srv/app/manage"], {}, frozenset(), ["/srv/app/manage", "migrate"])
+
+    decision = decide(conf(on_startup=True), wrapper)  # type: ignore[arg-type]
+
+    assert decision.run is False
+    assert "'migrate'" in decision.reason
+
+
 def test_the_decision_reads_as_a_log_line() -> None:
     decision = decide(conf(environment="production"), GUNICORN)  # type: ignore[arg-type]
 

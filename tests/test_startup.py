@@ -359,3 +359,62 @@ def test_the_command_refuses_a_missing_database_unless_allowed(server: Server) -
     assert report["created_database"] is True
     assert report["status"] == "succeeded"
     assert ("testapp", "0022_seed_tags") in rows
+
+
+def test_a_manage_script_of_any_name_is_recognised(tmp_path: Path) -> None:
+    database = Server("sqlite", folder=tmp_path).create_database()
+    script = tmp_path / "manage"
+    script.write_text(
+        "import sys\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(sys.argv)\n"
+    )
+
+    import subprocess
+    import sys
+
+    from tests.utils import child_env
+
+    result = subprocess.run(
+        [sys.executable, str(script), "migrate", "--plan"],
+        cwd=REPO,
+        env=child_env(database.url, AUTOMIGRATE_ON_STARTUP="true", **DEVELOPMENT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "skipped at startup: management command 'migrate'" in result.stderr
+    assert database.history_rows() == []
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_workers_that_outwait_the_lock_timeout_keep_waiting_instead_of_stopping(
+    database: FreshDatabase,
+) -> None:
+    # Stopping would not help, and in gunicorn a worker that fails to boot stops the master,
+    # and with it the worker that is migrating.
+    port = free_port()
+    process = start_server(
+        database.url,
+        "gunicorn",
+        "--workers",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        AUTOMIGRATE_LOCK_TIMEOUT="2",
+        AUTOMIGRATE_TEST_SLOW="0010_checkpoint:8",
+        **DEVELOPMENT,
+    )
+    try:
+        status, _ = wait_for(f"http://127.0.0.1:{port}/tags/", process, timeout=120)
+        served_by = _pids_serving(port)
+    finally:
+        log = stop(process).err
+
+    assert status == 200
+    assert len(served_by) == 2
+    assert "still waiting at startup: Could not get the migration lock" in log
+    assert "Worker failed to boot" not in log
+    assert [row["status"] for row in database.history_rows()] == ["succeeded"]

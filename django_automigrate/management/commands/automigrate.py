@@ -1,7 +1,8 @@
 """``manage.py automigrate``: the same run as at startup, in the foreground.
 
 Exit codes: 0 success or nothing to do; 1 a migration failed (with ``--check``: something is
-pending); 2 bad usage or configuration; 3 the migration lock could not be had in time.
+pending); 2 bad usage or configuration, or a missing database that CREATE_DATABASE does not
+allow creating; 3 the migration lock could not be had in time.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Command(BaseCommand):
     help = (
         "Apply pending migrations under a database lock, exactly once across processes, and "
         "record the run. Exit codes: 0 done or nothing to do, 1 a migration failed (--check: "
-        "something is pending), 2 bad usage or configuration, 3 the lock was not had in time."
+        "something is pending), 2 bad usage, configuration or a missing database, 3 the lock was "
+        "not had in time."
     )
     # Checks run in handle(), so that a failing one exits 2 like any configuration error.
     requires_system_checks: list[str] = []
