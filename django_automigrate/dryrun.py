@@ -53,6 +53,8 @@ class DatabasePreview:
     #: Squashed migrations a run would only record (see the runner).
     unrecorded_squashes: list[str] = dataclasses.field(default_factory=list)
     error: str = ""
+    #: False when no lock could be chosen (``lock`` then says why); not part of the JSON.
+    lock_usable: bool = True
 
     @property
     def warning_count(self) -> int:
@@ -92,6 +94,7 @@ def _preview_database(
         database_exists=True,
         lock=lock_problem or lock.name,
         lock_holder=None,
+        lock_usable=not lock_problem,
     )
     try:
         if not database_exists(connection):

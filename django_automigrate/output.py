@@ -79,10 +79,11 @@ def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
     lines: list[str] = []
     for preview in previews:
         lines.append(f"{preview.alias} ({preview.vendor}):")
-        lines.append(
-            f"  lock: {preview.lock}: "
-            + (f"held by {preview.lock_holder}" if preview.lock_holder else "free")
-        )
+        if not preview.lock_usable:
+            lines.append(f"  lock: unavailable: {preview.lock}")
+        else:
+            held = f"held by {preview.lock_holder}" if preview.lock_holder else "free"
+            lines.append(f"  lock: {preview.lock}: {held}")
         if preview.error:
             lines.append(f"  error: {preview.error}")
         elif not preview.database_exists:

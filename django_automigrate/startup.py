@@ -107,9 +107,9 @@ def on_ready() -> Decision | None:
     _hooked = True
     _set_state(status=IN_PROGRESS, reason=decision.reason)
     if conf.mode == "background":
-        _start_thread(lambda: _run(conf))
+        _start_thread(lambda: _run(conf, may_stop=False))
     else:
-        _run_when_apps_ready(lambda: _run(conf))
+        _run_when_apps_ready(conf)
     return decision
 
 
@@ -132,7 +132,7 @@ class _AppsReadyHook(threading.Event):
         self._callback()
 
 
-def _run_when_apps_ready(callback: Callable[[], None]) -> None:
+def _run_when_apps_ready(conf: AutomigrateSettings) -> None:
     original = apps.ready_event
     if not isinstance(original, threading.Event) or apps.ready:
         # Not the registry this was written against: fall back to a thread, never to running
@@ -141,9 +141,9 @@ def _run_when_apps_ready(callback: Callable[[], None]) -> None:
             "automigrate: cannot run before the app registry reports ready in this Django "
             "version; the startup run continues in a background thread instead"
         )
-        _start_thread(callback)
+        _start_thread(lambda: _run(conf, may_stop=False))
         return
-    apps.ready_event = _AppsReadyHook(original, callback)
+    apps.ready_event = _AppsReadyHook(original, lambda: _run(conf, may_stop=True))
 
 
 def _after_ready(callback: Callable[[], None]) -> None:
@@ -166,7 +166,9 @@ def _start_thread(callback: Callable[[], None]) -> None:
     thread.start()
 
 
-def _run(conf: AutomigrateSettings) -> None:
+def _run(conf: AutomigrateSettings, *, may_stop: bool) -> None:
+    """The startup run. ``may_stop``: it runs in the thread that loads Django, so raising
+    stops the process (a thread of its own cannot)."""
     from django_automigrate import runner
 
     _set_state(status=IN_PROGRESS, started_at=timezone.now())
@@ -188,17 +190,17 @@ def _run(conf: AutomigrateSettings) -> None:
                 time.sleep(1)
             result = runner.migrate(trigger=Trigger.STARTUP, verbosity=0)
     except AutomigrateError as exc:
-        _finish(conf, None, str(exc))
+        _finish(conf, None, str(exc), may_stop=may_stop)
         return
     except Exception as exc:
         logger.exception("automigrate: startup run crashed")
-        _finish(conf, None, f"{type(exc).__name__}: {exc}")
+        _finish(conf, None, f"{type(exc).__name__}: {exc}", may_stop=may_stop)
         return
     failed = next((r for r in result.databases if r.exit_code), None)
-    _finish(conf, result, failed.error if failed else "")
+    _finish(conf, result, failed.error if failed else "", may_stop=may_stop)
 
 
-def _finish(conf: AutomigrateSettings, result: Any, error: str) -> None:
+def _finish(conf: AutomigrateSettings, result: Any, error: str, *, may_stop: bool) -> None:
     # This thread's connections must not outlive the run: a forking server would share them.
     connections.close_all()
     _set_state(
@@ -210,7 +212,7 @@ def _finish(conf: AutomigrateSettings, result: Any, error: str) -> None:
     _finished.set()
     if not error:
         return
-    if conf.on_failure == "raise" and conf.mode == "blocking":
+    if conf.on_failure == "raise" and may_stop:
         raise StartupFailed(
             f"automigrate: the startup run failed, so this process stops (ON_FAILURE='raise'): "
             f"{error}"
