@@ -29,6 +29,9 @@ class ApplyOutcome:
     applied: list[str] = dataclasses.field(default_factory=list)
     failed_migration: str = ""
     error: BaseException | None = None
+    #: The migration that failed, and how many of its statements had succeeded by then.
+    failed: Migration | None = None
+    statements_before_failure: int = 0
 
 
 class _WatchedMigrate(django_migrate.Command):
@@ -50,7 +53,18 @@ class _WatchedMigrate(django_migrate.Command):
         self._log_details = log_details
         self._alias = alias
         self._current: str = ""
+        self._current_migration: Migration | None = None
         self._current_started = 0.0
+        #: Statements that succeeded since the current migration started.
+        self.statements = 0
+
+    def count_statement(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        """A ``connection.execute_wrapper``: counts the statements that succeed."""
+        result = execute(sql, params, many, context)
+        self.statements += 1
+        return result
 
     def migration_progress_callback(
         self, action: str, migration: Migration | None = None, fake: bool = False
@@ -59,7 +73,9 @@ class _WatchedMigrate(django_migrate.Command):
             # Never apply a migration unprotected: a lost lock stops the run here.
             self._lock.verify()
             self._current = migration_label(migration)
+            self._current_migration = migration
             self._current_started = time.monotonic()
+            self.statements = 0
             if self._log_details:
                 logger.info(
                     "automigrate: %s: applying %s",
@@ -71,6 +87,7 @@ class _WatchedMigrate(django_migrate.Command):
             label = migration_label(migration)
             self._outcome.applied.append(label)
             self._current = ""
+            self._current_migration = None
             self._on_applied(self._outcome.applied)
             if self._log_details:
                 seconds = time.monotonic() - self._current_started
@@ -87,6 +104,10 @@ class _WatchedMigrate(django_migrate.Command):
     def current(self) -> str:
         return self._current
 
+    @property
+    def current_migration(self) -> Migration | None:
+        return self._current_migration
+
 
 def apply_plan(
     connection: BaseDatabaseWrapper,
@@ -96,8 +117,10 @@ def apply_plan(
     verbosity: int,
     log_details: bool,
     on_applied: Callable[[list[str]], None],
+    app_label: str | None = None,
 ) -> ApplyOutcome:
-    """Run ``migrate`` on ``connection``'s alias; never raises, the outcome holds any error."""
+    """Run ``migrate`` on ``connection``'s alias (only ``app_label``'s migrations, when given);
+    never raises, the outcome holds any error."""
     outcome = ApplyOutcome()
     command = _WatchedMigrate(
         lock=lock,
@@ -115,8 +138,11 @@ def apply_plan(
         "no_color": True,
     }
     try:
-        call_command(command, **options)
+        with connection.execute_wrapper(command.count_statement):
+            call_command(command, *([app_label] if app_label else []), **options)
     except Exception as exc:
         outcome.error = exc
         outcome.failed_migration = command.current
+        outcome.failed = command.current_migration
+        outcome.statements_before_failure = command.statements if command.current else 0
     return outcome

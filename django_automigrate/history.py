@@ -17,6 +17,7 @@ from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
 from django_automigrate import __version__
+from django_automigrate.exceptions import ConfigurationError
 from django_automigrate.models import MigrationRun, Status
 
 logger = logging.getLogger("django_automigrate")
@@ -149,6 +150,9 @@ class HistoryRecorder:
         failed_migration: str = "",
         error_summary: str = "",
         traceback: str = "",
+        rollback: str = "",
+        rolled_back: Sequence[str] = (),
+        half_applied: bool = False,
     ) -> int | None:
         """Write the outcome; return the row's id (None when history is off or unwritable)."""
         if not self.enabled:
@@ -162,6 +166,9 @@ class HistoryRecorder:
             "failed_migration": failed_migration[:255],
             "error_summary": error_summary,
             "traceback": traceback,
+            "rollback": rollback,
+            "rolled_back": list(rolled_back),
+            "half_applied": half_applied,
         }
         try:
             if self.row is not None:
@@ -177,7 +184,45 @@ class HistoryRecorder:
                     self.alias,
                 )
                 return None
+            if "RUN_ID" in self.row.error_summary:  # a message that tells which run to name
+                self.row.error_summary = self.row.error_summary.replace("RUN_ID", str(self.row.pk))
+                self.row.save(using=self.using, update_fields=["error_summary"])
         except DatabaseError as exc:
             logger.error("automigrate: %s: could not record the run's outcome: %s", self.alias, exc)
             return None
         return self.row.pk
+
+
+def unresolved_half_applied(alias: str) -> MigrationRun | None:
+    """The latest run that left a migration of ``alias`` half-applied, unless marked fixed."""
+    using = history_alias(alias)
+    if not history_table_exists(using):
+        return None
+    return (
+        MigrationRun.objects.using(using)
+        .filter(database=alias, half_applied=True, resolved_at__isnull=True)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def mark_fixed(run_id: int, aliases: Sequence[str]) -> MigrationRun:
+    """Record that a person fixed, by hand, what run ``run_id`` left half-applied."""
+    for alias in aliases:
+        using = history_alias(alias)
+        if not history_table_exists(using):
+            continue
+        run = MigrationRun.objects.using(using).filter(pk=run_id, database=alias).first()
+        if run is None:
+            continue
+        if not run.half_applied:
+            raise ConfigurationError(
+                f"Run #{run_id} on {alias!r} left nothing half-applied: there is nothing to mark."
+            )
+        if run.resolved_at is None:
+            run.resolved_at = timezone.now()
+            run.save(using=using, update_fields=["resolved_at"])
+        return run
+    raise ConfigurationError(
+        f"No run #{run_id} in the history of " + ", ".join(repr(a) for a in aliases) + "."
+    )

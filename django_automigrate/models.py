@@ -37,6 +37,21 @@ class MigrationRun(models.Model):
     )
     applied = models.JSONField(default=list, help_text="Migrations this run applied, in order.")
     failed_migration = models.CharField(max_length=255, blank=True)
+    rollback = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="How a failure was undone: transaction (all-or-nothing), reverse, or empty.",
+    )
+    rolled_back = models.JSONField(
+        default=list, help_text="Migrations this run applied, then reversed after the failure."
+    )
+    half_applied = models.BooleanField(
+        default=False,
+        help_text="The failed migration ran part of its SQL, which no transaction undid.",
+    )
+    resolved_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a person recorded that the state was fixed by hand."
+    )
     error_summary = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     host = models.CharField(max_length=255, blank=True)

@@ -9,6 +9,7 @@ from django_automigrate.models import MigrationRun
 from django_automigrate.runner import (
     DATABASE_MISSING,
     LOCK_TIMEOUT,
+    NEEDS_ATTENTION,
     NOT_RUN,
     NOTHING_TO_DO,
     DatabaseResult,
@@ -24,15 +25,23 @@ def format_result(result: DatabaseResult) -> str:
                 f"waited {result.lock_wait:.1f}s for the lock."
             )
         return f"{alias}: nothing to do, up to date."
-    if result.status == DATABASE_MISSING:
+    if result.status in (DATABASE_MISSING, NEEDS_ATTENTION):
         return f"{alias}: {result.error}"
     if result.status == NOT_RUN:
         return f"{alias}: not run, because an earlier database failed."
     run = f" (run #{result.run_id})" if result.run_id else ""
     if result.status == LOCK_TIMEOUT:
         return f"{alias}: lock timeout: {result.error}"
+    where = f" at {result.failed_migration}" if result.failed_migration else ""
+    if result.status == "rolled_back":
+        how = "in one transaction" if result.rollback == "transaction" else "by reversing"
+        return (
+            f"{alias}: failed{where} after {result.duration:.1f}s{run}; rolled back {how} "
+            f"{len(result.rolled_back)} migration(s): the database is as before the run."
+        )
+    if result.half_applied:
+        return f"{alias}: failed{where}{run}, HALF-APPLIED: {result.error}"
     if result.exit_code:
-        where = f" at {result.failed_migration}" if result.failed_migration else ""
         kept = (
             f" Applied before the failure and still applied: {', '.join(result.applied)}."
             if result.applied

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from django_automigrate.applier import apply_plan
+from django_automigrate.applier import ApplyOutcome, apply_plan
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.database import ensure_database
 from django_automigrate.exceptions import (
@@ -27,10 +27,11 @@ from django_automigrate.exceptions import (
     LockTimeout,
     PlanError,
 )
-from django_automigrate.history import HistoryRecorder
+from django_automigrate.history import HistoryRecorder, unresolved_half_applied
 from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import Status, Trigger
 from django_automigrate.plan import migration_label, pending_work
+from django_automigrate.rollback import apply_undoably
 
 logger = logging.getLogger("django_automigrate")
 
@@ -38,6 +39,8 @@ NOTHING_TO_DO = "nothing_to_do"
 LOCK_TIMEOUT = "lock_timeout"
 NOT_RUN = "not_run"
 DATABASE_MISSING = "database_missing"
+NEEDS_ATTENTION = "needs_attention"
+HISTORY_APP = "django_automigrate"
 
 
 @dataclasses.dataclass
@@ -61,10 +64,22 @@ class DatabaseResult:
     applied_by_another_process: bool = False
     #: True when this run created the database (``CREATE_DATABASE``).
     created_database: bool = False
+    #: After a failure: how it was undone (``transaction``, ``reverse`` or ""), what was
+    #: reversed, and whether the failed migration is half-applied (a person must look).
+    rollback: str = ""
+    rolled_back: list[str] = dataclasses.field(default_factory=list)
+    half_applied: bool = False
 
     @property
     def exit_code(self) -> int:
-        return {LOCK_TIMEOUT: 3, DATABASE_MISSING: 2, Status.FAILED.value: 1}.get(self.status, 0)
+        codes = {
+            LOCK_TIMEOUT: 3,
+            DATABASE_MISSING: 2,
+            Status.FAILED.value: 1,
+            Status.ROLLED_BACK.value: 1,
+            NEEDS_ATTENTION: 1,
+        }
+        return codes.get(self.status, 0)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -209,6 +224,21 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
         return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
     if pending.empty:
         return DatabaseResult(alias, NOTHING_TO_DO, duration=elapsed())
+    try:
+        # Only when something is pending: a half-applied migration is never recorded applied.
+        stuck = unresolved_half_applied(alias)
+    except DatabaseError as exc:
+        return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
+    if stuck is not None:
+        return DatabaseResult(
+            alias, NEEDS_ATTENTION, duration=elapsed(), run_id=stuck.pk,
+            failed_migration=stuck.failed_migration, half_applied=True,
+            error=(
+                f"Refusing to migrate {alias!r}: run #{stuck.pk} left {stuck.failed_migration} "
+                "half-applied, and nobody has recorded fixing it. Repair the database by hand, "
+                f"then run 'manage.py automigrate --mark-fixed {stuck.pk}'."
+            ),
+        )  # fmt: skip
 
     planned = [migration_label(m) for m, _ in pending.plan]
     try:
@@ -242,6 +272,29 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 applied_by_another_process=True,
             )  # fmt: skip
         planned = [migration_label(m) for m, _ in pending.plan]
+        # The history table first, in a step of its own: then the run is recorded from its
+        # start, and undoing a failure (one transaction, or reversing) never takes the record
+        # of the failure with it. Nothing depends on these migrations, so any order is valid.
+        own = [m for m, _ in pending.plan if m.app_label == HISTORY_APP]
+        own_outcome = ApplyOutcome()
+        if own and options.conf.history:
+            own_outcome = apply_plan(
+                connection,
+                lock=lock,
+                stdout=options.stdout,
+                verbosity=options.verbosity,
+                log_details=options.conf.log_details,
+                on_applied=lambda labels: None,
+                app_label=HISTORY_APP,
+            )
+            if own_outcome.error is not None:
+                return DatabaseResult(
+                    alias, Status.FAILED, planned, own_outcome.applied, duration=elapsed(),
+                    lock_wait=lock_wait, lock=lock.name,
+                    failed_migration=own_outcome.failed_migration,
+                    error=_describe(alias, own_outcome.error),
+                )  # fmt: skip
+            pending = pending_work(connection)
         if pending.unrecorded_squashes:
             logger.info(
                 "automigrate: %s: recording squashed migration(s) already applied through the "
@@ -260,29 +313,46 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
             planned=planned,
         )
         recorder.start(lock_held=options.use_lock)
-        outcome = apply_plan(
+        outcome, undo = apply_undoably(
             connection,
-            lock=lock,
-            stdout=options.stdout,
-            verbosity=options.verbosity,
-            log_details=options.conf.log_details,
-            on_applied=recorder.applied,
+            pending.plan,
+            lambda: apply_plan(
+                connection,
+                lock=lock,
+                stdout=options.stdout,
+                verbosity=options.verbosity,
+                log_details=options.conf.log_details,
+                on_applied=recorder.applied,
+            ),
+            rollback_on_failure=options.conf.rollback_on_failure,
         )
-        if outcome.error is None:
-            status, error, trace = Status.SUCCEEDED, "", ""
+        if undo is None:
+            status, error, trace, applied = str(Status.SUCCEEDED), "", "", outcome.applied
         else:
-            status, error = Status.FAILED, _describe(alias, outcome.error)
+            assert outcome.error is not None
+            status, applied = undo.status, undo.still_applied
+            run_ref = str(recorder.row.pk) if recorder.row is not None else "RUN_ID"
+            detail = undo.detail.replace("RUN_ID", run_ref)
+            error = " ".join(filter(None, [_describe(alias, outcome.error), detail]))
             trace = "".join(traceback.format_exception(outcome.error))
+        applied = own_outcome.applied + applied
         run_id = recorder.finish(
             status=status,
-            applied=outcome.applied,
+            applied=applied,
             failed_migration=outcome.failed_migration,
             error_summary=error,
             traceback=trace,
+            rollback=undo.mode if undo else "",
+            rolled_back=undo.rolled_back if undo else [],
+            half_applied=bool(undo and undo.half_applied),
         )
+        if run_id is not None:
+            error = error.replace("RUN_ID", str(run_id))
         return DatabaseResult(
-            alias, status, planned, outcome.applied, duration=elapsed(), lock_wait=lock_wait,
+            alias, status, planned, applied, duration=elapsed(), lock_wait=lock_wait,
             lock=lock.name, run_id=run_id, failed_migration=outcome.failed_migration, error=error,
+            rollback=undo.mode if undo else "", rolled_back=undo.rolled_back if undo else [],
+            half_applied=bool(undo and undo.half_applied),
         )  # fmt: skip
     finally:
         lock.release()

@@ -20,7 +20,7 @@ from django_automigrate import dryrun, runner
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
-from django_automigrate.history import history_alias, history_table_exists
+from django_automigrate.history import history_alias, history_table_exists, mark_fixed
 from django_automigrate.models import MigrationRun, Trigger
 from django_automigrate.output import format_dry_run, format_history, format_result
 from django_automigrate.plan import full_plan_labels, migration_label, pending_plan
@@ -92,6 +92,13 @@ class Command(BaseCommand):
             "nothing, takes no lock.",
         )
         mode.add_argument(
+            "--mark-fixed",
+            type=_count,
+            metavar="RUN_ID",
+            help="Record that what run RUN_ID left half-applied was fixed by hand, so that "
+            "runs (at startup too) may migrate that database again.",
+        )
+        mode.add_argument(
             "--history",
             nargs="?",
             type=_count,
@@ -119,6 +126,7 @@ class Command(BaseCommand):
         lock_timeout: float | None,
         check: bool,
         dry_run: bool,
+        mark_fixed: int | None,
         history: int | None,
         format: str,
         verbosity: int,
@@ -139,6 +147,8 @@ class Command(BaseCommand):
             self._check(aliases)
         elif dry_run:
             self._dry_run(aliases, conf)
+        elif mark_fixed is not None:
+            self._mark_fixed(mark_fixed, aliases)
         elif history is not None:
             self._history(aliases, history)
         else:
@@ -226,6 +236,22 @@ class Command(BaseCommand):
         if exit_code:
             sys.exit(exit_code)
 
+    def _mark_fixed(self, run_id: int, aliases: list[str]) -> None:
+        try:
+            run = mark_fixed(run_id, aliases)
+        except ConfigurationError as exc:
+            self._fail(str(exc), 2)
+        except DatabaseError as exc:
+            self._fail(f"Cannot update the history: {exc}", 1)
+        message = (
+            f"Run #{run.pk} on {run.database!r} ({run.failed_migration}) is marked fixed by hand "
+            f"at {run.resolved_at:%Y-%m-%d %H:%M:%S}; runs may migrate {run.database!r} again."
+        )
+        if self.json:
+            self._emit({"command": "mark-fixed", "ok": True, "run": _run_dict(run)}, 0)
+            return
+        self.stdout.write(message)
+
     def _history(self, aliases: list[str], count: int) -> None:
         runs: list[MigrationRun] = []
         missing: list[str] = []
@@ -275,6 +301,10 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "planned": run.planned,
         "applied": run.applied,
         "failed_migration": run.failed_migration,
+        "rollback": run.rollback,
+        "rolled_back": run.rolled_back,
+        "half_applied": run.half_applied,
+        "resolved_at": run.resolved_at.isoformat() if run.resolved_at else None,
         "error_summary": run.error_summary,
         "host": run.host,
         "pid": run.pid,

@@ -1,0 +1,206 @@
+"""Bringing a database back to its state before a failed run.
+
+* All-or-nothing: where the backend has transactional DDL (PostgreSQL, SQLite) and every planned
+  migration is atomic, the whole plan runs in one transaction, so a failure undoes everything.
+* Otherwise the migrations the run applied are reversed, newest first, with Django's own
+  backwards machinery, stopping at the first one that is irreversible.
+* A failed migration that ran part of its SQL outside a transaction (MySQL/MariaDB DDL, or an
+  ``atomic = False`` migration) is *half-applied*: no tool can undo that for certain, so nothing
+  more is touched and a person must look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
+from django.db.migrations.operations.base import Operation
+
+from django_automigrate.applier import ApplyOutcome
+from django_automigrate.plan import Plan
+
+TRANSACTION = "transaction"
+REVERSE = "reverse"
+
+
+def runs_in_one_transaction(connection: BaseDatabaseWrapper, plan: Plan) -> bool:
+    """Whether the plan can run all-or-nothing on this backend."""
+    return bool(connection.features.can_rollback_ddl) and all(m.atomic for m, _ in plan)
+
+
+@contextlib.contextmanager
+def one_transaction(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """The whole run in one transaction; on SQLite, with foreign-key checks deferred to its end
+    (SQLite cannot turn them off inside a transaction, and its schema editor needs them off)."""
+    if connection.vendor != "sqlite":
+        with transaction.atomic(using=connection.alias):
+            yield
+        return
+    with connection.constraint_checks_disabled(), transaction.atomic(using=connection.alias):
+        yield
+        connection.check_constraints()
+
+
+@dataclasses.dataclass
+class ReverseOutcome:
+    rolled_back: list[str] = dataclasses.field(default_factory=list)
+    #: Why reversing stopped before the end (an irreversible migration, a failure), or "".
+    stopped: str = ""
+
+
+def reverse(connection: BaseDatabaseWrapper, applied: Sequence[str]) -> ReverseOutcome:
+    """Unapply ``applied`` (labels, oldest first) newest first; stop at an irreversible one."""
+    outcome = ReverseOutcome()
+    for label in reversed(applied):
+        executor = MigrationExecutor(connection)
+        key = tuple(label.split(".", 1))
+        migration = executor.loader.graph.nodes.get(key)
+        if migration is None:
+            outcome.stopped = f"{label} is no longer in the migration graph"
+            return outcome
+        irreversible = first_irreversible(migration)
+        if irreversible is not None:
+            outcome.stopped = (
+                f"{label} is irreversible ({irreversible.describe()}); it and the migrations "
+                "applied before it stay applied"
+            )
+            return outcome
+        try:
+            executor.migrate(executor.loader.graph.leaf_nodes(), plan=[(migration, True)])
+        except Exception as exc:
+            outcome.stopped = f"reversing {label} failed: {type(exc).__name__}: {exc}"
+            return outcome
+        outcome.rolled_back.append(label)
+    return outcome
+
+
+def first_irreversible(migration: Migration) -> Operation | None:
+    return next((op for op in migration.operations if not op.reversible), None)
+
+
+def failing_operation(error: BaseException, migration: Migration) -> int | None:
+    """The index of the operation of ``migration`` that raised ``error``, from its traceback."""
+    operations = {id(op): index for index, op in enumerate(migration.operations)}
+    trace: TracebackType | None = error.__traceback__
+    found = None
+    while trace is not None:
+        candidate = trace.tb_frame.f_locals.get("self")
+        if id(candidate) in operations and trace.tb_frame.f_code.co_name == "database_forwards":
+            found = operations[id(candidate)]
+        trace = trace.tb_next
+    return found
+
+
+@dataclasses.dataclass
+class Undo:
+    """What a failure left, after whatever undoing was possible."""
+
+    #: ``rolled_back`` when the database is as before the run, else ``failed``.
+    status: str
+    #: ``transaction``, ``reverse`` or "" (nothing was undone).
+    mode: str
+    #: Migrations the run applied and that are applied no more.
+    rolled_back: list[str]
+    #: Migrations the run applied that are still applied.
+    still_applied: list[str]
+    half_applied: bool = False
+    detail: str = ""
+
+
+class _RollBackTheRun(Exception):
+    """Leaves the all-or-nothing transaction so that it rolls back."""
+
+
+def apply_undoably(
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    apply: Callable[[], ApplyOutcome],
+    *,
+    rollback_on_failure: bool,
+) -> tuple[ApplyOutcome, Undo | None]:
+    """Run ``apply`` (the migrate run); on failure, undo what can be undone.
+
+    Returns the outcome and, when it failed, what the failure left behind.
+    """
+    if rollback_on_failure and runs_in_one_transaction(connection, plan):
+        outcome = ApplyOutcome()
+        try:
+            with one_transaction(connection):
+                outcome = apply()
+                if outcome.error is not None:
+                    raise _RollBackTheRun
+        except _RollBackTheRun:
+            return outcome, Undo(
+                status="rolled_back",
+                mode=TRANSACTION,
+                rolled_back=list(outcome.applied),
+                still_applied=[],
+                detail="The run was one transaction, rolled back: the database is as before it.",
+            )
+        return outcome, None
+
+    outcome = apply()
+    if outcome.error is None:
+        return outcome, None
+    half = _half_applied(connection, outcome)
+    if half:
+        return outcome, Undo(
+            status="failed",
+            mode="",
+            rolled_back=[],
+            still_applied=list(outcome.applied),
+            half_applied=True,
+            detail=half,
+        )
+    if not rollback_on_failure or not outcome.applied:
+        return outcome, Undo(
+            status="failed", mode="", rolled_back=[], still_applied=list(outcome.applied)
+        )
+    reversed_ = reverse(connection, outcome.applied)
+    still = [label for label in outcome.applied if label not in reversed_.rolled_back]
+    if reversed_.stopped:
+        return outcome, Undo(
+            status="failed",
+            mode=REVERSE,
+            rolled_back=reversed_.rolled_back,
+            still_applied=still,
+            detail=f"Rolling back stopped: {reversed_.stopped}.",
+        )
+    return outcome, Undo(
+        status="rolled_back",
+        mode=REVERSE,
+        rolled_back=reversed_.rolled_back,
+        still_applied=[],
+        detail="The migrations this run applied were reversed: the database is as before it.",
+    )
+
+
+def _half_applied(connection: BaseDatabaseWrapper, outcome: ApplyOutcome) -> str:
+    """A description of the half-applied failed migration, or "" when it left nothing behind."""
+    migration = outcome.failed
+    if migration is None or outcome.statements_before_failure == 0:
+        return ""
+    if connection.features.can_rollback_ddl and migration.atomic:
+        return ""  # its own transaction undid it
+    label = outcome.failed_migration
+    index = failing_operation(outcome.error, migration) if outcome.error else None
+    operations = [op.describe() for op in migration.operations]
+    if index is None:
+        ran = f"{outcome.statements_before_failure} statement(s) ran before it failed"
+    else:
+        done = "; ".join(operations[:index]) or "none complete"
+        ran = (
+            f"operations that had run: {done}; failing: {operations[index]} "
+            f"({outcome.statements_before_failure} statement(s) had run)"
+        )
+    return (
+        f"{label} is half-applied on {connection.alias!r} ({ran}); its changes were not in a "
+        "transaction, so no tool can undo them for certain. Fix the database by hand, then "
+        "record it with 'manage.py automigrate --mark-fixed RUN_ID'."
+    )
