@@ -16,7 +16,7 @@ from typing import Any, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.db import DatabaseError, connections
 
-from django_automigrate import dryrun, runner
+from django_automigrate import dryrun, runner, undo_run
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
@@ -86,10 +86,20 @@ class Command(BaseCommand):
             help="Exit 1 if any migration is pending, 0 if none. Writes nothing, takes no lock.",
         )
         mode.add_argument(
+            "--rollback",
+            nargs="?",
+            type=_count,
+            const=0,
+            metavar="RUN_ID",
+            help="Undo what run RUN_ID applied (default: the latest run that applied "
+            "something), under the lock; refused when a migration is irreversible or later "
+            "runs depend on it. With --dry-run: show the backwards plan and its SQL.",
+        )
+        parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Show what a run would do (migrations, SQL, warnings, lock holder). Writes "
-            "nothing, takes no lock.",
+            help="Show what a run (or --rollback) would do: migrations, SQL, warnings, lock "
+            "holder. Writes nothing, takes no lock.",
         )
         mode.add_argument(
             "--mark-fixed",
@@ -126,6 +136,7 @@ class Command(BaseCommand):
         lock_timeout: float | None,
         check: bool,
         dry_run: bool,
+        rollback: int | None,
         mark_fixed: int | None,
         history: int | None,
         format: str,
@@ -143,7 +154,18 @@ class Command(BaseCommand):
                 self.check(databases=[alias for alias in aliases if _exists(alias)])
         except (ConfigurationError, SystemCheckError) as exc:
             self._fail(str(exc), 2)
-        if check:
+        if dry_run and (check or history is not None or mark_fixed is not None):
+            self._fail("--dry-run combines only with a run or --rollback.", 2)
+        if rollback is not None:
+            self._rollback(
+                rollback or None,
+                aliases,
+                conf,
+                dry_run=dry_run,
+                use_lock=not no_lock,
+                lock_timeout=conf.lock_timeout if lock_timeout is None else lock_timeout,
+            )
+        elif check:
             self._check(aliases)
         elif dry_run:
             self._dry_run(aliases, conf)
@@ -235,6 +257,52 @@ class Command(BaseCommand):
         self.stdout.write(format_dry_run(previews))
         if exit_code:
             sys.exit(exit_code)
+
+    def _rollback(
+        self,
+        run_id: int | None,
+        aliases: list[str],
+        conf: AutomigrateSettings,
+        *,
+        dry_run: bool,
+        use_lock: bool,
+        lock_timeout: float,
+    ) -> None:
+        try:
+            target = undo_run.plan_rollback(undo_run.find_run(run_id, aliases))
+        except ConfigurationError as exc:
+            self._fail(str(exc), 2)
+        except (AutomigrateError, DatabaseError) as exc:
+            self._fail(str(exc), 1)
+        if dry_run:
+            previews = undo_run.preview_sql(target)
+            if self.json:
+                document = {
+                    "ok": True,
+                    "run": target.run.pk,
+                    "database": target.alias,
+                    "migrations": [{"migration": m, "sql": sql} for m, sql in previews],
+                }
+                self._emit({"command": "rollback-dry-run", **document}, 0)
+                return
+            self.stdout.write(
+                f"{target.alias}: rolling back run #{target.run.pk} would unapply, in order:"
+            )
+            for label, statements in previews:
+                self.stdout.write(f"  {label}")
+                self.stdout.write("\n".join(f"       {line}" for line in statements))
+            return
+        result = undo_run.roll_back(target, conf, use_lock=use_lock, lock_timeout=lock_timeout)
+        if self.json:
+            self._emit({"command": "rollback", "ok": not result.exit_code, **result.to_dict()},
+                       result.exit_code)  # fmt: skip
+            return
+        if result.exit_code:
+            raise CommandError(result.error, returncode=result.exit_code)
+        self.stdout.write(
+            f"{result.alias}: rolled back run #{target.run.pk}: unapplied "
+            f"{', '.join(result.rolled_back)} (run #{result.run_id})."
+        )
 
     def _mark_fixed(self, run_id: int, aliases: list[str]) -> None:
         try:

@@ -1,0 +1,89 @@
+"""``automigrate --rollback [RUN_ID]``: undo a recorded run, under the lock, on every backend."""
+
+from __future__ import annotations
+
+from tests.servers import FreshDatabase
+from tests.utils import finish, run_command, start_command
+
+
+def migrate(database: FreshDatabase, *args: str, **env: str) -> None:
+    result = finish(start_command(database.url, "migrate", *args, **env))
+    assert result.returncode == 0, result.err
+
+
+def test_a_rollback_round_trip(database: FreshDatabase) -> None:
+    migrate(database, "django_automigrate")
+    migrate(database, "testapp", "0010_checkpoint")
+    before = (database.schema_dump(), database.migration_rows())
+    run = run_command(database.url, "automigrate", "--format", "json")
+    run_id = run.json()["databases"][0]["run_id"]
+
+    preview = run_command(database.url, "automigrate", "--rollback", "--dry-run")
+    after_preview = (database.schema_dump(), database.migration_rows())
+    undone = run_command(database.url, "automigrate", "--rollback", "--format", "json")
+    after_rollback = (database.schema_dump(), database.migration_rows())
+    again = run_command(database.url, "automigrate", "--format", "json")
+
+    assert run.returncode == 0, run.err
+    assert preview.returncode == 0, preview.err
+    assert f"rolling back run #{run_id} would unapply" in preview.out
+    assert "testapp.0023_final_checkpoint" in preview.out
+    assert after_preview != before  # the preview changed nothing: run N's schema is still there
+    assert undone.returncode == 0, undone.err
+    document = undone.json()
+    assert document["status"] == "succeeded"
+    applied = run.json()["databases"][0]["applied"]
+    assert set(document["rolled_back"]) == {a for a in applied if "automigrate" not in a}
+    assert after_rollback == before
+    rows = database.history_rows()
+    assert [(row["trigger"], row["status"]) for row in rows] == [
+        ("command", "succeeded"),
+        ("rollback", "succeeded"),
+        ("command", "succeeded"),  # applied again
+    ]
+    assert again.returncode == 0
+    assert again.json()["databases"][0]["applied"] == run.json()["databases"][0]["applied"]
+
+
+def test_a_rollback_is_refused_when_a_later_run_depends_on_it(database: FreshDatabase) -> None:
+    migrate(database, "django_automigrate")
+    migrate(database, "testapp", "0010_checkpoint")
+    early = run_command(database.url, "automigrate", "--format", "json")
+    migrate(database, "testapp", "0012_book_tags")  # unapplied by hand, then applied again
+    later = run_command(database.url, "automigrate", "--format", "json")
+    before = (database.schema_dump(), database.migration_rows())
+
+    refused = run_command(
+        database.url, "automigrate", "--rollback", str(early.json()["databases"][0]["run_id"])
+    )
+
+    assert "testapp.0013_review" in later.json()["databases"][0]["applied"]
+    assert refused.returncode == 1
+    assert "later runs applied migrations that depend on it" in refused.err
+    assert "testapp.0013_review" in refused.err
+    assert (database.schema_dump(), database.migration_rows()) == before
+
+
+def test_a_rollback_through_an_irreversible_migration_is_refused(
+    database: FreshDatabase,
+) -> None:
+    apps = "tests.dangerapp"
+    run = finish(start_command(database.url, "automigrate", AUTOMIGRATE_TEST_EXTRA_APPS=apps))
+    assert run.returncode == 0, run.err
+    before = (database.schema_dump(), database.migration_rows())
+
+    refused = finish(
+        start_command(database.url, "automigrate", "--rollback", AUTOMIGRATE_TEST_EXTRA_APPS=apps)
+    )
+
+    assert refused.returncode == 1
+    assert "Refusing to roll back run #1" in refused.err
+    assert "is irreversible" in refused.err
+    assert (database.schema_dump(), database.migration_rows()) == before
+
+
+def test_nothing_to_roll_back_is_said_plainly(database: FreshDatabase) -> None:
+    result = run_command(database.url, "automigrate", "--rollback")
+
+    assert result.returncode == 2
+    assert "No run that applied migrations in the history of 'default'" in result.err
