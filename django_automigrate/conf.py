@@ -84,6 +84,23 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _optional_seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    seconds = _seconds(value)
+    if seconds == 0:
+        raise InvalidValue("automigrate.E007", "None (no limit) or more than 0 seconds")
+    return seconds
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue("automigrate.E003", "a whole number")
+    if value < 0:
+        raise InvalidValue("automigrate.E007", "0 or more")
+    return value
+
+
 def _aliases(value: Any) -> tuple[str, ...] | Literal["__all__"]:
     if value == ALL_DATABASES:
         return ALL_DATABASES
@@ -137,6 +154,22 @@ def _env_seconds(raw: str) -> float:
         return _seconds(number)
     except InvalidValue:
         raise InvalidValue("automigrate.E006", "a finite number of seconds, 0 or more") from None
+
+
+def _env_optional_seconds(raw: str) -> float | None:
+    if raw.strip().lower() in ("", "none", "off"):
+        return None
+    try:
+        return _optional_seconds(_env_seconds(raw))
+    except InvalidValue:
+        raise InvalidValue("automigrate.E006", "a number of seconds above 0, or none") from None
+
+
+def _env_count(raw: str) -> int:
+    try:
+        return _count(int(raw.strip()))
+    except (ValueError, InvalidValue):
+        raise InvalidValue("automigrate.E006", "a whole number, 0 or more") from None
 
 
 def _env_aliases(raw: str) -> tuple[str, ...] | Literal["__all__"]:
@@ -203,6 +236,14 @@ KEYS: tuple[Key, ...] = (
         "create a missing database; derived from ENVIRONMENT when unset",
     ),
     Key("HISTORY", True, _bool, _env_bool, "record runs in MigrationRun"),
+    Key(
+        "STATEMENT_LOCK_TIMEOUT",
+        None,
+        _optional_seconds,
+        _env_optional_seconds,
+        "seconds a DDL statement may wait for table locks; None: no limit",
+    ),
+    Key("STATEMENT_LOCK_RETRIES", 3, _count, _env_count, "retries after a statement lock timeout"),
 )
 KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
 
@@ -225,6 +266,8 @@ class AutomigrateSettings:
     rollback_on_failure: bool
     create_database: bool
     history: bool
+    statement_lock_timeout: float | None = None
+    statement_lock_retries: int = 3
 
     def aliases(self) -> tuple[str, ...]:
         """The aliases to migrate, in order (``"__all__"`` expanded in ``DATABASES`` order)."""
@@ -316,6 +359,8 @@ def read_settings(
         rollback_on_failure=values["ROLLBACK_ON_FAILURE"],
         create_database=create_database,
         history=values["HISTORY"],
+        statement_lock_timeout=values["STATEMENT_LOCK_TIMEOUT"],
+        statement_lock_retries=values["STATEMENT_LOCK_RETRIES"],
     )
     problems.extend(_alias_problems(result))
     return result, problems

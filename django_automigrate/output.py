@@ -39,6 +39,11 @@ def format_result(result: DatabaseResult) -> str:
             f"{alias}: failed{where} after {result.duration:.1f}s{run}; rolled back {how} "
             f"{len(result.rolled_back)} migration(s): the database is as before the run."
         )
+    if result.status == "timed_out":
+        return (
+            f"{alias}: timed out{where}{run}: a statement waited too long for a table lock "
+            f"(STATEMENT_LOCK_TIMEOUT), also on every retry. {result.error}"
+        )
     if result.half_applied:
         return f"{alias}: failed{where}{run}, HALF-APPLIED: {result.error}"
     if result.exit_code:

@@ -32,6 +32,7 @@ from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import Status, Trigger
 from django_automigrate.plan import migration_label, pending_work
 from django_automigrate.rollback import apply_undoably
+from django_automigrate.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
 
 logger = logging.getLogger("django_automigrate")
 
@@ -78,6 +79,7 @@ class DatabaseResult:
             Status.FAILED.value: 1,
             Status.ROLLED_BACK.value: 1,
             NEEDS_ATTENTION: 1,
+            Status.TIMED_OUT.value: 4,
         }
         return codes.get(self.status, 0)
 
@@ -101,7 +103,8 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """0 success or nothing to do, 1 a migration failed, 2 a database is missing (and may
-        not be created), 3 the lock was not had in time."""
+        not be created), 3 the lock was not had in time, 4 a statement timed out waiting for a
+        table lock (STATEMENT_LOCK_TIMEOUT), retries included."""
         return next((r.exit_code for r in self.databases if r.exit_code), 0)
 
     @property
@@ -313,9 +316,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
             planned=planned,
         )
         recorder.start(lock_held=options.use_lock)
-        outcome, undo = apply_undoably(
-            connection,
-            pending.plan,
+        apply = with_retries(
             lambda: apply_plan(
                 connection,
                 lock=lock,
@@ -324,13 +325,23 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 log_details=options.conf.log_details,
                 on_applied=recorder.applied,
             ),
-            rollback_on_failure=options.conf.rollback_on_failure,
+            retries=options.conf.statement_lock_retries,
+            connection=connection,
         )
+        with statement_lock_timeout(connection, options.conf.statement_lock_timeout):
+            outcome, undo = apply_undoably(
+                connection,
+                pending.plan,
+                apply,
+                rollback_on_failure=options.conf.rollback_on_failure,
+            )
         if undo is None:
             status, error, trace, applied = str(Status.SUCCEEDED), "", "", outcome.applied
         else:
             assert outcome.error is not None
             status, applied = undo.status, undo.still_applied
+            if is_lock_timeout(outcome.error):
+                status = str(Status.TIMED_OUT)  # whatever was undone: rollback says what
             run_ref = str(recorder.row.pk) if recorder.row is not None else "RUN_ID"
             detail = undo.detail.replace("RUN_ID", run_ref)
             error = " ".join(filter(None, [_describe(alias, outcome.error), detail]))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success or nothing to do; 1 a migration failed (with ``--check``: something is
 pending); 2 bad usage or configuration, or a missing database that CREATE_DATABASE does not
-allow creating; 3 the migration lock could not be had in time.
+allow creating; 3 the migration lock could not be had in time; 4 a statement timed out waiting
+for a table lock (STATEMENT_LOCK_TIMEOUT), retries included.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         "Apply pending migrations under a database lock, exactly once across processes, and "
         "record the run. Exit codes: 0 done or nothing to do, 1 a migration failed (--check: "
         "something is pending), 2 bad usage, configuration or a missing database, 3 the lock was "
-        "not had in time."
+        "not had in time, 4 a statement timed out waiting for a table lock."
     )
     # Checks run in handle(), so that a failing one exits 2 like any configuration error.
     requires_system_checks: list[str] = []

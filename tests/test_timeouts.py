@@ -1,0 +1,96 @@
+"""STATEMENT_LOCK_TIMEOUT: a migration that would block traffic waiting for a table lock gives up,
+retries, and is reported as timed out, never as a generic error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.servers import FreshDatabase
+from tests.utils import finish, start_command
+
+pytestmark = pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+
+
+def hold_table_lock(database: FreshDatabase, seconds: float) -> threading.Thread:
+    """Another session keeps a lock on testapp_book (as a long report query would)."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        with database.connect() as connection:
+            cursor: Any = connection.cursor()
+            if database.vendor == "postgresql":
+                connection.autocommit = False
+                cursor.execute("LOCK TABLE testapp_book IN ACCESS SHARE MODE")
+            else:
+                cursor.execute("LOCK TABLES testapp_book READ")
+            ready.set()
+            time.sleep(seconds)
+            if database.vendor == "postgresql":
+                connection.rollback()
+            else:
+                cursor.execute("UNLOCK TABLES")
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    return thread
+
+
+def prepare(database: FreshDatabase) -> None:
+    for args in (("django_automigrate",), ("testapp", "0014_review_created")):
+        result = finish(start_command(database.url, "migrate", *args))
+        assert result.returncode == 0, result.err
+
+
+def test_a_statement_that_cannot_get_its_lock_times_out_and_says_so(
+    database: FreshDatabase,
+) -> None:
+    prepare(database)
+    before = database.migration_rows()
+    holder = hold_table_lock(database, 15)
+
+    result = finish(
+        start_command(
+            database.url,
+            "automigrate",
+            "--format",
+            "json",
+            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5",
+            AUTOMIGRATE_STATEMENT_LOCK_RETRIES="1",
+        )
+    )
+    holder.join()
+
+    assert result.returncode == 4, result.err
+    report = result.json()["databases"][0]
+    assert report["status"] == "timed_out"
+    assert report["failed_migration"] == "testapp.0015_book_price"
+    assert "timed out waiting for a table lock (attempt 1 of 2); retrying" in result.err
+    assert database.history_rows()[-1]["status"] == "timed_out"
+    assert database.migration_rows() == before  # rolled back: nothing is half-done
+
+
+def test_a_retry_succeeds_once_the_lock_is_released(database: FreshDatabase) -> None:
+    prepare(database)
+    holder = hold_table_lock(database, 2)
+
+    result = finish(
+        start_command(
+            database.url,
+            "automigrate",
+            "--format",
+            "json",
+            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5",
+            AUTOMIGRATE_STATEMENT_LOCK_RETRIES="5",
+        )
+    )
+    holder.join()
+
+    assert result.returncode == 0, result.err
+    assert "retrying" in result.err
+    assert result.json()["databases"][0]["status"] == "succeeded"
+    assert ("testapp", "0023_final_checkpoint") in database.migration_rows()
