@@ -18,10 +18,14 @@ from django.core.management.commands import migrate as django_migrate
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.migration import Migration
 
+from django_automigrate.failures import failing_operation
 from django_automigrate.locks import MigrationLock
 from django_automigrate.plan import migration_label
 
 logger = logging.getLogger("django_automigrate")
+
+#: Statements that change nothing: not counted when judging whether a failure left changes.
+READS = ("SELECT", "SHOW", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "PRAGMA", "WITH")
 
 
 @dataclasses.dataclass
@@ -55,15 +59,21 @@ class _WatchedMigrate(django_migrate.Command):
         self._current: str = ""
         self._current_migration: Migration | None = None
         self._current_started = 0.0
-        #: Statements that succeeded since the current migration started.
+        #: Writes that succeeded since the current migration started: outside any transaction
+        #: (kept whatever happens next), and inside one (kept only if it committed).
         self.statements = 0
+        self.transactional_statements = 0
 
     def count_statement(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
-        """A ``connection.execute_wrapper``: counts the statements that succeed."""
+        """A ``connection.execute_wrapper``: counts the writes that succeed."""
         result = execute(sql, params, many, context)
-        self.statements += 1
+        if not str(sql).lstrip().upper().startswith(READS):
+            if context["connection"].in_atomic_block:
+                self.transactional_statements += 1
+            else:
+                self.statements += 1
         return result
 
     def migration_progress_callback(
@@ -76,6 +86,7 @@ class _WatchedMigrate(django_migrate.Command):
             self._current_migration = migration
             self._current_started = time.monotonic()
             self.statements = 0
+            self.transactional_statements = 0
             if self._log_details:
                 logger.info(
                     "automigrate: %s: applying %s",
@@ -144,5 +155,10 @@ def apply_plan(
         outcome.error = exc
         outcome.failed_migration = command.current
         outcome.failed = command.current_migration
-        outcome.statements_before_failure = command.statements if command.current else 0
+        if command.current_migration is not None:
+            # Writes made in a transaction were undone with it, unless an earlier operation of
+            # the migration committed them (the failing operation is not the first).
+            index = failing_operation(exc, command.current_migration)
+            kept = command.transactional_statements if index not in (None, 0) else 0
+            outcome.statements_before_failure = command.statements + kept
     return outcome

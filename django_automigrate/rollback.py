@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
 
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -23,6 +22,8 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.operations.base import Operation
 
 from django_automigrate.applier import ApplyOutcome
+from django_automigrate.exceptions import LockLost
+from django_automigrate.failures import failing_operation
 from django_automigrate.plan import Plan
 
 TRANSACTION = "transaction"
@@ -82,19 +83,6 @@ def reverse(connection: BaseDatabaseWrapper, applied: Sequence[str]) -> ReverseO
 
 def first_irreversible(migration: Migration) -> Operation | None:
     return next((op for op in migration.operations if not op.reversible), None)
-
-
-def failing_operation(error: BaseException, migration: Migration) -> int | None:
-    """The index of the operation of ``migration`` that raised ``error``, from its traceback."""
-    operations = {id(op): index for index, op in enumerate(migration.operations)}
-    trace: TracebackType | None = error.__traceback__
-    found = None
-    while trace is not None:
-        candidate = trace.tb_frame.f_locals.get("self")
-        if id(candidate) in operations and trace.tb_frame.f_code.co_name == "database_forwards":
-            found = operations[id(candidate)]
-        trace = trace.tb_next
-    return found
 
 
 @dataclasses.dataclass
@@ -158,9 +146,26 @@ def apply_undoably(
             half_applied=True,
             detail=half,
         )
-    if not rollback_on_failure or not outcome.applied:
+    if not rollback_on_failure:
         return outcome, Undo(
             status="failed", mode="", rolled_back=[], still_applied=list(outcome.applied)
+        )
+    if not outcome.applied:
+        return outcome, Undo(
+            status="rolled_back",
+            mode=REVERSE,
+            rolled_back=[],
+            still_applied=[],
+            detail="Nothing had been applied yet: the database is as before the run.",
+        )
+    if isinstance(outcome.error, LockLost):
+        # Unprotected now: another process may be migrating. Reverse nothing.
+        return outcome, Undo(
+            status="failed",
+            mode="",
+            rolled_back=[],
+            still_applied=list(outcome.applied),
+            detail="Nothing was reversed, since the lock is lost: run automigrate again.",
         )
     reversed_ = reverse(connection, outcome.applied)
     still = [label for label in outcome.applied if label not in reversed_.rolled_back]

@@ -29,7 +29,7 @@ from django_automigrate.exceptions import (
 )
 from django_automigrate.history import HistoryRecorder, unresolved_half_applied
 from django_automigrate.locks import MigrationLock, lock_for
-from django_automigrate.models import Status, Trigger
+from django_automigrate.models import MigrationRun, Status, Trigger
 from django_automigrate.plan import migration_label, pending_work
 from django_automigrate.rollback import apply_undoably
 from django_automigrate.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
@@ -233,15 +233,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
     except DatabaseError as exc:
         return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
     if stuck is not None:
-        return DatabaseResult(
-            alias, NEEDS_ATTENTION, duration=elapsed(), run_id=stuck.pk,
-            failed_migration=stuck.failed_migration, half_applied=True,
-            error=(
-                f"Refusing to migrate {alias!r}: run #{stuck.pk} left {stuck.failed_migration} "
-                "half-applied, and nobody has recorded fixing it. Repair the database by hand, "
-                f"then run 'manage.py automigrate --mark-fixed {stuck.pk}'."
-            ),
-        )  # fmt: skip
+        return _refusal(alias, stuck, elapsed())
 
     planned = [migration_label(m) for m, _ in pending.plan]
     try:
@@ -269,6 +261,9 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 alias, Status.FAILED, planned, duration=elapsed(), lock_wait=lock_wait,
                 lock=lock.name, error=_describe(alias, exc),
             )  # fmt: skip
+        if not pending.empty and (stuck := unresolved_half_applied(alias)) is not None:
+            # Another process may have left it half-applied while this one waited.
+            return _refusal(alias, stuck, elapsed())
         if pending.empty:
             return DatabaseResult(
                 alias, NOTHING_TO_DO, duration=elapsed(), lock_wait=lock_wait, lock=lock.name,
@@ -344,7 +339,8 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 status = str(Status.TIMED_OUT)  # whatever was undone: rollback says what
             run_ref = str(recorder.row.pk) if recorder.row is not None else "RUN_ID"
             detail = undo.detail.replace("RUN_ID", run_ref)
-            error = " ".join(filter(None, [_describe(alias, outcome.error), detail]))
+            message = _describe(alias, outcome.error)
+            error = f"{message.rstrip('.')}. {detail}" if detail else message
             trace = "".join(traceback.format_exception(outcome.error))
         applied = own_outcome.applied + applied
         run_id = recorder.finish(
@@ -367,6 +363,18 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
         )  # fmt: skip
     finally:
         lock.release()
+
+
+def _refusal(alias: str, stuck: MigrationRun, duration: float) -> DatabaseResult:
+    return DatabaseResult(
+        alias, NEEDS_ATTENTION, duration=duration, run_id=stuck.pk,
+        failed_migration=stuck.failed_migration, half_applied=True,
+        error=(
+            f"Refusing to migrate {alias!r}: run #{stuck.pk} left {stuck.failed_migration} "
+            "half-applied, and nobody has recorded fixing it. Repair the database by hand, "
+            f"then run 'manage.py automigrate --mark-fixed {stuck.pk}'."
+        ),
+    )  # fmt: skip
 
 
 def _describe(alias: str, exc: BaseException) -> str:

@@ -176,3 +176,23 @@ def test_mark_fixed_refuses_a_run_that_left_nothing_half_applied(tmp_path: Path)
     assert "left nothing half-applied" in result.err
     assert missing.returncode == 2
     assert "No run #99" in missing.err
+
+
+@pytest.mark.parametrize("server", ["mysql"], indirect=True)
+def test_a_failure_after_reads_only_is_not_half_applied(database: FreshDatabase) -> None:
+    apps = "tests.halfapp"
+    for args in ((), ("halfapp", "0002_widget_colour")):
+        done = finish(
+            start_command(database.url, "migrate", *args, AUTOMIGRATE_TEST_EXTRA_APPS=apps)
+        )
+        assert done.returncode == 0, done.err
+    before = state(database)
+
+    result = failing_run(database, "halfapp_0003", AUTOMIGRATE_TEST_EXTRA_APPS=apps)
+
+    report = result.json()["databases"][0]
+    assert result.returncode == 1
+    assert report["half_applied"] is False
+    assert report["status"] == "rolled_back"
+    assert "Nothing had been applied yet" in report["error"]
+    assert state(database) == before

@@ -21,10 +21,15 @@ def _seconds_for(name: str) -> float:
     return 0.0
 
 
+def pause_or_fail(name: str) -> None:
+    """Sleep and/or raise as the environment says for ``name``."""
+    time.sleep(_seconds_for(name))
+    if name in os.environ.get("AUTOMIGRATE_TEST_FAIL", "").split(","):
+        raise RuntimeError(f"injected failure in {name}")
+
+
 def checkpoint(name: str) -> migrations.RunPython:
     def forward(apps: Any, schema_editor: Any) -> None:
-        time.sleep(_seconds_for(name))
-        if name in os.environ.get("AUTOMIGRATE_TEST_FAIL", "").split(","):
-            raise RuntimeError(f"injected failure in {name}")
+        pause_or_fail(name)
 
     return migrations.RunPython(forward, migrations.RunPython.noop)
