@@ -8,7 +8,7 @@
 * ``automigrate.E006`` invalid ``AUTOMIGRATE_<KEY>`` environment variable
 * ``automigrate.E007`` number out of range
 * ``automigrate.E008`` a migrated database's backend has no migration lock
-* ``automigrate.E009`` ``LOCK_BACKEND = "table"`` is not available in this version
+* ``automigrate.E009`` retired (it refused ``LOCK_BACKEND = "table"`` before the lease lock)
 * ``automigrate.W001`` locking is off: several processes may migrate at once
 * ``automigrate.W002`` an ``AUTOMIGRATE_*`` environment variable looks like a misspelt setting
 * ``automigrate.W003`` ``ON_FAILURE = "raise"`` with ``MODE = "background"``: a failure cannot stop
@@ -61,15 +61,11 @@ def _check_settings() -> list[CheckMessage]:
                 id="automigrate.W003",
             )
         )
-    if conf.use_lock and conf.lock_backend == "table":
-        messages.append(
-            Error(
-                "AUTOMIGRATE['LOCK_BACKEND'] is 'table', which this version does not provide.",
-                hint="Use LOCK_BACKEND 'auto' (the database's native lock).",
-                id="automigrate.E009",
-            )
-        )
-    elif conf.use_lock and not any(p.id == "automigrate.E005" for p in problems):
+    if (
+        conf.use_lock
+        and conf.lock_backend == "auto"
+        and not any(p.id == "automigrate.E005" for p in problems)
+    ):
         for alias in conf.aliases():
             connection = connections[alias]
             if connection.vendor not in NATIVE_LOCK_VENDORS:
@@ -78,9 +74,9 @@ def _check_settings() -> list[CheckMessage]:
                     Error(
                         f"Database {alias!r} uses {engine!r} (vendor {connection.vendor!r}), "
                         "which has no native migration lock.",
-                        hint="Supported: PostgreSQL, MySQL/MariaDB, SQLite. Remove the alias "
-                        "from AUTOMIGRATE['DATABASES'], or set USE_LOCK False if only one "
-                        "process ever migrates.",
+                        hint="Supported natively: PostgreSQL, MySQL/MariaDB, SQLite. Set "
+                        "LOCK_BACKEND 'table' (a lease row in a table of ours), or remove the "
+                        "alias from AUTOMIGRATE['DATABASES'].",
                         id="automigrate.E008",
                     )
                 )

@@ -93,6 +93,20 @@ def _optional_seconds(value: Any) -> float | None:
     return seconds
 
 
+def _positive_seconds(value: Any) -> float:
+    seconds = _seconds(value)
+    if seconds < 1:
+        raise InvalidValue("automigrate.E007", "1 second or more")
+    return seconds
+
+
+def _env_positive_seconds(raw: str) -> float:
+    try:
+        return _positive_seconds(_env_seconds(raw))
+    except InvalidValue:
+        raise InvalidValue("automigrate.E006", "a number of seconds, 1 or more") from None
+
+
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidValue("automigrate.E003", "a whole number")
@@ -219,6 +233,13 @@ KEYS: tuple[Key, ...] = (
         _env_choice(LOCK_BACKENDS),
         "auto (native lock) or table",
     ),
+    Key(
+        "LOCK_LEASE",
+        60.0,
+        _positive_seconds,
+        _env_positive_seconds,
+        "table lock: seconds a lease lasts unless its heartbeat renews it",
+    ),
     Key("LOG_DETAILS", True, _bool, _env_bool, "log each migration"),
     Key(
         "ON_FAILURE",
@@ -261,6 +282,7 @@ class AutomigrateSettings:
     use_lock: bool
     lock_timeout: float
     lock_backend: str
+    lock_lease: float
     log_details: bool
     on_failure: str
     rollback_on_failure: bool
@@ -354,6 +376,7 @@ def read_settings(
         use_lock=values["USE_LOCK"],
         lock_timeout=values["LOCK_TIMEOUT"],
         lock_backend=values["LOCK_BACKEND"],
+        lock_lease=values["LOCK_LEASE"],
         log_details=values["LOG_DETAILS"],
         on_failure=values["ON_FAILURE"],
         rollback_on_failure=values["ROLLBACK_ON_FAILURE"],

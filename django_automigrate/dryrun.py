@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
@@ -20,7 +21,13 @@ from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.locks import NoLock, lock_for
-from django_automigrate.plan import Plan, full_plan_labels, migration_label, pending_work
+from django_automigrate.plan import (
+    HISTORY_APP,
+    Plan,
+    full_plan_labels,
+    migration_label,
+    pending_work,
+)
 from django_automigrate.safety import SafetyWarning, operation_warnings
 
 
@@ -108,8 +115,12 @@ def _preview_database(
         result.lock = lock_problem or lock.name  # now that it knows the database's identity
         pending = pending_work(connection)
         result.unrecorded_squashes = pending.unrecorded_squashes
-        result.migrations = _previews(connection, pending.plan)
-    except (AutomigrateError, DatabaseError) as exc:
+        plan = pending.plan
+        if conf.history:
+            # A run applies the history's own migrations first, in a step of their own.
+            plan = sorted(plan, key=lambda step: step[0].app_label != HISTORY_APP)
+        result.migrations = _previews(connection, plan)
+    except (AutomigrateError, DatabaseError, ImproperlyConfigured) as exc:
         result.error = str(exc)
     finally:
         lock.release()  # holds nothing: closes the connection it used to ask

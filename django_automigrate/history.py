@@ -196,14 +196,19 @@ class HistoryRecorder:
 def unresolved_half_applied(alias: str) -> MigrationRun | None:
     """The latest run that left a migration of ``alias`` half-applied, unless marked fixed."""
     using = history_alias(alias)
-    if not history_table_exists(using):
+    try:
+        if not history_table_exists(using):
+            return None
+        return (
+            MigrationRun.objects.using(using)
+            .filter(database=alias, half_applied=True, resolved_at__isnull=True)
+            .order_by("-started_at", "-id")
+            .first()
+        )
+    except DatabaseError:
+        # The history table is older than this version's (its migrations are pending, maybe
+        # being applied by another process right now): it can hold no half-applied run.
         return None
-    return (
-        MigrationRun.objects.using(using)
-        .filter(database=alias, half_applied=True, resolved_at__isnull=True)
-        .order_by("-started_at", "-id")
-        .first()
-    )
 
 
 def mark_fixed(run_id: int, aliases: Sequence[str]) -> MigrationRun:

@@ -14,6 +14,10 @@ from django_automigrate.exceptions import PlanError
 
 Plan = list[tuple[Migration, bool]]
 
+#: The app whose migrations hold the run history: a run applies them first, in a step of
+#: their own, and rollbacks never undo them.
+HISTORY_APP = "django_automigrate"
+
 
 def migration_label(migration: Migration) -> str:
     """``app_label.migration_name``, the form used in output, logs and history."""

@@ -30,7 +30,7 @@ from django_automigrate.exceptions import (
 from django_automigrate.history import HistoryRecorder, unresolved_half_applied
 from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import MigrationRun, Status, Trigger
-from django_automigrate.plan import migration_label, pending_work
+from django_automigrate.plan import HISTORY_APP, migration_label, pending_work
 from django_automigrate.rollback import apply_undoably
 from django_automigrate.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
 
@@ -41,7 +41,6 @@ LOCK_TIMEOUT = "lock_timeout"
 NOT_RUN = "not_run"
 DATABASE_MISSING = "database_missing"
 NEEDS_ATTENTION = "needs_attention"
-HISTORY_APP = "django_automigrate"
 
 
 @dataclasses.dataclass

@@ -25,10 +25,8 @@ from django_automigrate.exceptions import AutomigrateError, ConfigurationError, 
 from django_automigrate.history import HistoryRecorder, history_alias, history_table_exists
 from django_automigrate.locks import lock_for
 from django_automigrate.models import MigrationRun, Status, Trigger
-from django_automigrate.plan import Plan, migration_label
+from django_automigrate.plan import HISTORY_APP, Plan, migration_label
 from django_automigrate.rollback import first_irreversible, one_transaction, runs_in_one_transaction
-
-HISTORY_APP = "django_automigrate."
 
 
 class RollbackRefused(AutomigrateError):
@@ -91,7 +89,7 @@ def plan_rollback(run: MigrationRun) -> RollbackPlan:
     applied_keys = [
         tuple(label.split(".", 1))
         for label in run.applied
-        if not label.startswith(HISTORY_APP) and label not in reapplied
+        if not label.startswith(f"{HISTORY_APP}.") and label not in reapplied
     ]
     still = [key for key in applied_keys if key in executor.loader.applied_migrations]
     if not still:

@@ -40,8 +40,8 @@ def test_running_without_the_lock_is_a_warning() -> None:
 
 
 @override_settings(AUTOMIGRATE={"LOCK_BACKEND": "table"})
-def test_the_table_lock_is_refused_in_this_version() -> None:
-    assert ids() == ["automigrate.E009"]
+def test_the_table_lock_is_accepted() -> None:
+    assert ids() == []
 
 
 def test_an_environment_variable_error_fails_check_in_a_real_process() -> None:
@@ -63,3 +63,15 @@ def test_a_backend_without_a_native_lock_is_refused() -> None:
     assert result.returncode == 1
     assert "automigrate.E008" in result.err
     assert "'legacy' uses 'django.db.backends.dummy'" in result.err
+
+
+def test_a_backend_without_a_native_lock_is_accepted_with_the_table_lock() -> None:
+    result = run_command(
+        None,
+        "check",
+        AUTOMIGRATE_TEST_DUMMY_ALIAS="legacy",
+        AUTOMIGRATE_DATABASES="default,legacy",
+        AUTOMIGRATE_LOCK_BACKEND="table",
+    )
+
+    assert "automigrate.E008" not in result.err

@@ -27,6 +27,7 @@ def test_defaults() -> None:
         use_lock=True,
         lock_timeout=300.0,
         lock_backend="auto",
+        lock_lease=60.0,
         log_details=True,
         on_failure="raise",
         rollback_on_failure=True,

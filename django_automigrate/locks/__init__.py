@@ -21,10 +21,9 @@ def lock_for(
         return NoLock(connection)
     vendor = connection.vendor
     if conf.lock_backend == "table":
-        raise ConfigurationError(
-            "LOCK_BACKEND 'table' is not available in this version "
-            f"(database {connection.alias!r}). Use LOCK_BACKEND 'auto'."
-        )
+        from django_automigrate.locks.table import TableLeaseLock
+
+        return TableLeaseLock(connection, conf.lock_lease)
     if vendor == "postgresql":
         from django_automigrate.locks.postgresql import PostgresAdvisoryLock
 
@@ -41,6 +40,6 @@ def lock_for(
         return SQLiteFileLock(connection)
     raise ConfigurationError(
         f"Database {connection.alias!r} uses the {vendor!r} backend, which has no native "
-        "migration lock. Set AUTOMIGRATE['USE_LOCK'] = False only if a single process ever "
-        "migrates."
+        "migration lock. Use AUTOMIGRATE['LOCK_BACKEND'] = 'table' (a lease row), or "
+        "USE_LOCK = False only if a single process ever migrates."
     )

@@ -1,0 +1,107 @@
+"""LOCK_BACKEND = "table": a lease row with a heartbeat, taken over only once its holder died."""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+
+import pytest
+
+from tests.servers import FreshDatabase
+from tests.test_locks import kill, lockctl
+from tests.utils import REPO, child_env, finish, start_command
+
+TABLE = {"AUTOMIGRATE_LOCK_BACKEND": "table"}
+
+
+def start_lease_holder(database: FreshDatabase, seconds: float, lease: str) -> object:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.lockctl", "hold", str(seconds)],
+        cwd=REPO,
+        env=child_env(database.url, AUTOMIGRATE_LOCK_LEASE=lease, **TABLE),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    assert line.startswith("held"), holder.stderr.read() if holder.stderr else line
+    return holder
+
+
+def try_lease(database: FreshDatabase, wait: str, lease: str = "2") -> dict[str, object]:
+    import subprocess
+    import sys
+
+    process = subprocess.run(
+        [sys.executable, "-m", "tests.lockctl", "acquire", wait],
+        cwd=REPO,
+        env=child_env(database.url, AUTOMIGRATE_LOCK_LEASE=lease, **TABLE),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stderr
+    report: dict[str, object] = json.loads(process.stdout)
+    report["log"] = process.stderr
+    return report
+
+
+def test_a_live_holders_lease_is_never_taken_over(database: FreshDatabase) -> None:
+    # A 2 s lease held for 7 s: only the heartbeat keeps it; every attempt must fail.
+    holder = start_lease_holder(database, 7, lease="2")
+    try:
+        attempts = []
+        for _ in range(5):
+            attempts.append(try_lease(database, "0.5"))
+            time.sleep(0.5)
+    finally:
+        kill(holder)  # type: ignore[arg-type]
+
+    assert [a["acquired"] for a in attempts] == [False] * 5
+    assert "token" in str(attempts[0]["holder"])
+    assert "lease expires in" in str(attempts[0]["holder"])
+
+
+def test_a_killed_holders_lease_is_taken_over_after_it_expires(database: FreshDatabase) -> None:
+    holder = start_lease_holder(database, 60, lease="2")
+
+    kill(holder)  # type: ignore[arg-type]
+    started = time.monotonic()
+    report = try_lease(database, "15")
+    took = time.monotonic() - started
+
+    assert report["acquired"] is True
+    assert took < 10
+    assert "took over the expired migration lease" in str(report["log"])
+
+
+def test_eight_replicas_with_the_table_lock_apply_once(database: FreshDatabase) -> None:
+    replicas = [
+        start_command(
+            database.url,
+            "automigrate",
+            "--format",
+            "json",
+            AUTOMIGRATE_TEST_SLOW="0010_checkpoint:2",
+            **TABLE,
+        )
+        for _ in range(8)
+    ]
+
+    results = [finish(replica) for replica in replicas]
+
+    assert [r.returncode for r in results] == [0] * 8, [r.err for r in results if r.returncode]
+    appliers = [r for r in results if r.json()["databases"][0]["applied"]]
+    assert len(appliers) == 1
+    rows = database.migration_rows()
+    assert [row for row, n in collections.Counter(rows).items() if n > 1] == []
+    assert len(database.history_rows()) == 1
+    assert database.query("SELECT COUNT(*) FROM django_automigrate_lease")[0][0] == 0
+
+
+_ = (pytest, lockctl)
