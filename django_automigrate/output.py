@@ -41,8 +41,8 @@ def format_result(result: DatabaseResult) -> str:
         )
     if result.status == "timed_out":
         return (
-            f"{alias}: timed out{where}{run}: a statement waited too long for a table lock "
-            f"(STATEMENT_LOCK_TIMEOUT), also on every retry. {result.error}"
+            f"{alias}: timed out{where}{run}: a statement gave up waiting for a table lock. "
+            f"{result.error}"
         )
     if result.half_applied:
         return f"{alias}: failed{where}{run}, HALF-APPLIED: {result.error}"

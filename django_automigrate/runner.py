@@ -319,7 +319,11 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 log_details=options.conf.log_details,
                 on_applied=recorder.applied,
             ),
-            retries=options.conf.statement_lock_retries,
+            # Retries are for the guard this run set; without it, a lock timeout is the
+            # database's own setting speaking, and is reported at once.
+            retries=options.conf.statement_lock_retries
+            if options.conf.statement_lock_timeout
+            else 0,
             connection=connection,
         )
         with statement_lock_timeout(connection, options.conf.statement_lock_timeout):

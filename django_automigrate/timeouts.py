@@ -40,9 +40,8 @@ def statement_lock_timeout(
         if connection.vendor == "postgresql":
             cursor.execute("SELECT current_setting('lock_timeout')")
             previous = cursor.fetchone()[0]
-            cursor.execute(
-                "SELECT set_config('lock_timeout', %s, false)", [f"{int(seconds * 1000)}ms"]
-            )
+            milliseconds = max(1, round(seconds * 1000))  # 0 would mean "no limit"
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
         else:
             cursor.execute("SELECT @@SESSION.lock_wait_timeout")
             previous = cursor.fetchone()[0]

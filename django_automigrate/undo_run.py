@@ -22,7 +22,12 @@ from django.utils import timezone
 
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError, LockTimeout
-from django_automigrate.history import HistoryRecorder, history_alias, history_table_exists
+from django_automigrate.history import (
+    HistoryRecorder,
+    history_alias,
+    history_table_exists,
+    unresolved_half_applied,
+)
 from django_automigrate.locks import lock_for
 from django_automigrate.models import MigrationRun, Status, Trigger
 from django_automigrate.plan import HISTORY_APP, Plan, migration_label
@@ -143,7 +148,10 @@ def roll_back(
     """Carry out ``target`` under the lock, planning it again once the lock is held."""
     connection = connections[target.alias]
     started_at, started = timezone.now(), time.monotonic()
-    lock = lock_for(connection, conf, use_lock=use_lock)
+    try:
+        lock = lock_for(connection, conf, use_lock=use_lock)
+    except ConfigurationError as exc:
+        return RollbackResult(target.alias, None, [], Status.FAILED, str(exc))
     try:
         lock_wait = lock.acquire(lock_timeout)
     except LockTimeout as exc:
@@ -151,6 +159,13 @@ def roll_back(
         return RollbackResult(target.alias, None, [], "lock_timeout", str(exc), exc.waited)
     try:
         target = plan_rollback(target.run)  # the state may have changed while we waited
+        stuck = unresolved_half_applied(target.alias)
+        if stuck is not None:
+            raise RollbackRefused(
+                f"Refusing to roll back: run #{stuck.pk} left {stuck.failed_migration} "
+                f"half-applied. Repair it by hand, then 'manage.py automigrate --mark-fixed "
+                f"{stuck.pk}'."
+            )
         recorder = HistoryRecorder(
             alias=target.alias,
             trigger=Trigger.ROLLBACK,

@@ -52,6 +52,10 @@ TEMPLATES = [
     }
 ]
 DATABASES = {"default": env.db_url("AUTOMIGRATE_TEST_DATABASE_URL", default="sqlite://:memory:")}
+if env.bool("AUTOMIGRATE_TEST_PGBOUNCER", default=False):
+    # Behind PgBouncer in transaction pooling: no server-side cursors, no prepared statements.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if "AUTOMIGRATE_TEST_DUMMY_ALIAS" in os.environ:
     # A backend with no native migration lock, for the system check that refuses it.
     DATABASES[os.environ["AUTOMIGRATE_TEST_DUMMY_ALIAS"]] = {"ENGINE": "django.db.backends.dummy"}

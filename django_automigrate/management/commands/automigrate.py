@@ -291,7 +291,8 @@ class Command(BaseCommand):
             )
             for label, statements in previews:
                 self.stdout.write(f"  {label}")
-                self.stdout.write("\n".join(f"       {line}" for line in statements))
+                if statements:
+                    self.stdout.write("\n".join(f"       {line}" for line in statements))
             return
         result = undo_run.roll_back(target, conf, use_lock=use_lock, lock_timeout=lock_timeout)
         if self.json:
@@ -300,9 +301,10 @@ class Command(BaseCommand):
             return
         if result.exit_code:
             raise CommandError(result.error, returncode=result.exit_code)
+        recorded = f" (run #{result.run_id})" if result.run_id else ""
         self.stdout.write(
             f"{result.alias}: rolled back run #{target.run.pk}: unapplied "
-            f"{', '.join(result.rolled_back)} (run #{result.run_id})."
+            f"{', '.join(result.rolled_back)}{recorded}."
         )
 
     def _mark_fixed(self, run_id: int, aliases: list[str]) -> None:
