@@ -125,9 +125,10 @@ class TableLeaseLock(ConnectionLock):
                         )
                         renewed = cursor.rowcount
                 except DatabaseError as exc:
-                    logger.warning(
-                        "automigrate: %s: renewing the lease failed: %s", self.alias, exc
-                    )
+                    if connection.vendor != "sqlite":  # there: blocked by the run's own writes
+                        logger.warning(
+                            "automigrate: %s: renewing the lease failed: %s", self.alias, exc
+                        )
                     continue  # the lease lasts a while yet: try again at the next beat
                 if not renewed:
                     self._lost = "another process took the lease over after it expired"
@@ -149,8 +150,12 @@ class TableLeaseLock(ConnectionLock):
                 row = cursor.fetchone()
         except DatabaseError as exc:
             raise LockLost(self.alias, self.name, f"its connection failed: {exc}") from exc
-        if row is None or row[0] != self.owner or not row[1]:
-            raise LockLost(self.alias, self.name, "the lease expired or belongs to another process")
+        if row is None or row[0] != self.owner:
+            raise LockLost(self.alias, self.name, "the lease belongs to another process now")
+        if not row[1] and self.connection.vendor != "sqlite":
+            # On SQLite the run's own write transaction blocks the heartbeat, and every other
+            # process's takeover with it: an expired lease that is still ours is still ours.
+            raise LockLost(self.alias, self.name, "the lease expired")
 
     def holder(self) -> str | None:
         with self.lock_connection.cursor() as cursor:
