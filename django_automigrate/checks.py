@@ -9,6 +9,7 @@
 * ``automigrate.E007`` number out of range
 * ``automigrate.E008`` a migrated database's backend has no migration lock
 * ``automigrate.E009`` retired (it refused ``LOCK_BACKEND = "table"`` before the lease lock)
+* ``automigrate.E010`` ``LOCK_BACKEND = "table"`` on a SQLite database
 * ``automigrate.W001`` locking is off: several processes may migrate at once
 * ``automigrate.W002`` an ``AUTOMIGRATE_*`` environment variable looks like a misspelt setting
 * ``automigrate.W003`` ``ON_FAILURE = "raise"`` with ``MODE = "background"``: a failure cannot stop
@@ -60,6 +61,21 @@ def _check_settings() -> list[CheckMessage]:
                 hint="Set ON_FAILURE 'continue' to say so, or MODE 'blocking' to stop on failure.",
                 id="automigrate.W003",
             )
+        )
+    if (
+        conf.use_lock
+        and conf.lock_backend == "table"
+        and not any(p.id == "automigrate.E005" for p in problems)
+    ):
+        messages.extend(
+            Error(
+                f"AUTOMIGRATE['LOCK_BACKEND'] is 'table', but database {alias!r} is SQLite: a "
+                "run's own writes lock the whole file, so the lease could not be renewed.",
+                hint="Use LOCK_BACKEND 'auto' for SQLite (a file lock beside the database).",
+                id="automigrate.E010",
+            )
+            for alias in conf.aliases()
+            if connections[alias].vendor == "sqlite"
         )
     if (
         conf.use_lock

@@ -40,8 +40,11 @@ def test_running_without_the_lock_is_a_warning() -> None:
 
 
 @override_settings(AUTOMIGRATE={"LOCK_BACKEND": "table"})
-def test_the_table_lock_is_accepted() -> None:
-    assert ids() == []
+def test_the_table_lock_is_refused_on_sqlite() -> None:
+    (message,) = check_settings()
+
+    assert message.id == "automigrate.E010"
+    assert "'default' is SQLite" in message.msg
 
 
 def test_an_environment_variable_error_fails_check_in_a_real_process() -> None:

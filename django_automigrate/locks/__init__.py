@@ -20,6 +20,12 @@ def lock_for(
     if not use_lock:
         return NoLock(connection)
     vendor = connection.vendor
+    if conf.lock_backend == "table" and vendor == "sqlite":
+        raise ConfigurationError(
+            f"LOCK_BACKEND 'table' does not work on SQLite (database {connection.alias!r}): a "
+            "run's own writes lock the whole file, so its lease could not be renewed. Use "
+            "LOCK_BACKEND 'auto' there: a file lock, released when the process dies."
+        )
     if conf.lock_backend == "table":
         from django_automigrate.locks.table import TableLeaseLock
 

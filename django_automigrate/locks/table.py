@@ -31,9 +31,8 @@ POLL_SECONDS = 0.5
 _NOW = {
     "postgresql": "extract(epoch from clock_timestamp())",
     "mysql": "UNIX_TIMESTAMP(NOW(6))",
-    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
 }
-_REAL = {"postgresql": "double precision", "mysql": "DOUBLE", "sqlite": "REAL"}
+_REAL = {"postgresql": "double precision", "mysql": "DOUBLE"}
 
 
 def _now(connection: BaseDatabaseWrapper) -> str:
@@ -55,12 +54,19 @@ class TableLeaseLock(ConnectionLock):
 
     def on_connect(self) -> None:
         real = _REAL.get(self.connection.vendor, "double precision")
-        with self.lock_connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (name varchar(64) PRIMARY KEY, "
-                f"owner varchar(255) NOT NULL, acquired_at {real} NOT NULL, "
-                f"expires_at {real} NOT NULL)"
-            )
+        connection = self.lock_connection
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {TABLE} (name varchar(64) PRIMARY KEY, "
+                    f"owner varchar(255) NOT NULL, acquired_at {real} NOT NULL, "
+                    f"expires_at {real} NOT NULL)"
+                )
+            except DatabaseError:
+                # Processes creating it at the same moment can collide even with IF NOT
+                # EXISTS (PostgreSQL: a unique violation in pg_type): it exists, all is well.
+                if TABLE not in connection.introspection.table_names(cursor):
+                    raise
 
     def try_acquire(self, wait: float) -> bool:
         deadline = time.monotonic() + wait
@@ -125,10 +131,9 @@ class TableLeaseLock(ConnectionLock):
                         )
                         renewed = cursor.rowcount
                 except DatabaseError as exc:
-                    if connection.vendor != "sqlite":  # there: blocked by the run's own writes
-                        logger.warning(
-                            "automigrate: %s: renewing the lease failed: %s", self.alias, exc
-                        )
+                    logger.warning(
+                        "automigrate: %s: renewing the lease failed: %s", self.alias, exc
+                    )
                     continue  # the lease lasts a while yet: try again at the next beat
                 if not renewed:
                     self._lost = "another process took the lease over after it expired"
@@ -152,9 +157,7 @@ class TableLeaseLock(ConnectionLock):
             raise LockLost(self.alias, self.name, f"its connection failed: {exc}") from exc
         if row is None or row[0] != self.owner:
             raise LockLost(self.alias, self.name, "the lease belongs to another process now")
-        if not row[1] and self.connection.vendor != "sqlite":
-            # On SQLite the run's own write transaction blocks the heartbeat, and every other
-            # process's takeover with it: an expired lease that is still ours is still ours.
+        if not row[1]:
             raise LockLost(self.alias, self.name, "the lease expired")
 
     def holder(self) -> str | None:
