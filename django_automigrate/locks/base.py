@@ -128,7 +128,8 @@ class ConnectionLock(MigrationLock):
 
     @abc.abstractmethod
     def unlock_statement(self) -> tuple[str, list[str | int]]:
-        """The SQL that gives the lock back; it returns 1 (or true) when the lock was held."""
+        """The SQL that gives the lock back: a query returning 1 (or true) when the lock was
+        held, or a statement returning no rows (then nothing is checked)."""
 
     def release(self) -> None:
         if self._lock_connection is None:
@@ -139,7 +140,7 @@ class ConnectionLock(MigrationLock):
                 sql, params = self.unlock_statement()
                 with self._lock_connection.cursor() as cursor:
                     cursor.execute(sql, params)
-                    row = cursor.fetchone()
+                    row = cursor.fetchone() if cursor.description else (1,)
                 if not row or row[0] != 1:
                     logger.warning(
                         "automigrate: %s was not held at release on %r", self.name, self.alias

@@ -182,16 +182,4 @@ class TableLeaseLock(ConnectionLock):
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=10)
             self._heartbeat = None
-        if self._lock_connection is None:
-            return
-        try:
-            if self._held:
-                self._held = False
-                sql, params = self.unlock_statement()
-                with self._lock_connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-        except Exception as exc:
-            # The lease expires by itself: at worst the next run waits for that.
-            logger.warning("automigrate: releasing %s on %r failed: %s", self.name, self.alias, exc)
-        finally:
-            self.close_lock_connection()
+        super().release()  # deletes our row; an unreleased lease expires by itself anyway
