@@ -268,7 +268,14 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 alias, NOTHING_TO_DO, duration=elapsed(), lock_wait=lock_wait, lock=lock.name,
                 applied_by_another_process=True,
             )  # fmt: skip
-        planned = [migration_label(m) for m, _ in pending.plan]
+        # In the order the run applies them: the history's own migrations first (below).
+        planned = [
+            migration_label(m)
+            for m, _ in sorted(
+                pending.plan,
+                key=lambda step: not (options.conf.history and step[0].app_label == HISTORY_APP),
+            )
+        ]
         # The history table first, in a step of its own: then the run is recorded from its
         # start, and undoing a failure (one transaction, or reversing) never takes the record
         # of the failure with it. Nothing depends on these migrations, so any order is valid.

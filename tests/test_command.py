@@ -19,7 +19,13 @@ def sqlite_db(tmp_path: Path) -> FreshDatabase:
 
 
 def test_a_failed_migration_exits_1_names_it_and_is_recorded(database: FreshDatabase) -> None:
-    result = run_command(database.url, "automigrate", AUTOMIGRATE_TEST_FAIL=FAIL_AT)
+    # Without rollback, so that the row can be checked against what stays applied.
+    result = run_command(
+        database.url,
+        "automigrate",
+        AUTOMIGRATE_TEST_FAIL=FAIL_AT,
+        AUTOMIGRATE_ROLLBACK_ON_FAILURE="false",
+    )
 
     assert result.returncode == 1
     assert f"failed at testapp.{FAIL_AT}" in result.err
@@ -37,7 +43,12 @@ def test_a_failed_migration_exits_1_names_it_and_is_recorded(database: FreshData
 
 
 def test_a_later_run_finishes_what_a_failed_one_left(sqlite_db: FreshDatabase) -> None:
-    run_command(sqlite_db.url, "automigrate", AUTOMIGRATE_TEST_FAIL=FAIL_AT)
+    run_command(
+        sqlite_db.url,
+        "automigrate",
+        AUTOMIGRATE_TEST_FAIL=FAIL_AT,
+        AUTOMIGRATE_ROLLBACK_ON_FAILURE="false",
+    )
 
     result = run_command(sqlite_db.url, "automigrate", "--format", "json")
 
@@ -58,7 +69,12 @@ def test_text_output_shows_django_progress_and_a_summary(sqlite_db: FreshDatabas
 
 
 def test_history_lists_recorded_runs_newest_first(sqlite_db: FreshDatabase) -> None:
-    run_command(sqlite_db.url, "automigrate", AUTOMIGRATE_TEST_FAIL=FAIL_AT)
+    run_command(
+        sqlite_db.url,
+        "automigrate",
+        AUTOMIGRATE_TEST_FAIL=FAIL_AT,
+        AUTOMIGRATE_ROLLBACK_ON_FAILURE="false",
+    )
     run_command(sqlite_db.url, "automigrate", AUTOMIGRATE_RELEASE="v1.2.3")
 
     text = run_command(sqlite_db.url, "automigrate", "--history")
@@ -157,7 +173,7 @@ def test_databases_run_in_order_and_stop_at_the_first_failure(tmp_path: Path) ->
     assert result.returncode == 1
     reports = result.json()["databases"]
     assert [(r["alias"], r["status"]) for r in reports] == [
-        ("default", "failed"),
+        ("default", "rolled_back"),  # the failure was undone; the next database left alone
         ("other", "not_run"),
     ]
     assert second.tables() == set()

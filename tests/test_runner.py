@@ -68,6 +68,9 @@ def test_results_serialise_to_plain_json_types() -> None:
                 "error": "boom",
                 "applied_by_another_process": False,
                 "created_database": False,
+                "rollback": "",
+                "rolled_back": [],
+                "half_applied": False,
             }
         ],
     }

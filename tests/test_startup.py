@@ -203,7 +203,8 @@ def test_a_failed_blocking_run_stops_the_process_with_a_clear_error(tmp_path: Pa
     assert result.returncode != 0
     assert "the startup run failed, so this process stops (ON_FAILURE='raise')" in result.err
     assert "injected failure in 0020_checkpoint" in result.err
-    assert [row["status"] for row in database.history_rows()] == ["failed"]
+    # The failure was rolled back (one transaction), and the run recorded as such.
+    assert [row["status"] for row in database.history_rows()] == ["rolled_back"]
 
 
 def test_a_failed_run_with_on_failure_continue_serves_and_says_so(tmp_path: Path) -> None:
