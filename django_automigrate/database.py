@@ -44,16 +44,20 @@ def database_exists(connection: BaseDatabaseWrapper) -> bool:
         return path is None or path.exists()
     try:
         connection.ensure_connection()
-    except DatabaseError:
+    except DatabaseError as error:
         if connection.vendor not in MAINTENANCE_DATABASES:
             raise
         try:
             listed = _listed_on_server(connection)
         except AutomigrateError:
             listed = True  # cannot tell either: the database's own error says most
-        if listed:
-            raise  # it exists (or may): the connection error is the real problem
-        return False
+        if not listed:
+            return False
+        try:
+            # Listed now: another process may have created it a moment ago. Once more.
+            connection.ensure_connection()
+        except DatabaseError:
+            raise error from None  # it exists: the connection error is the real problem
     return True
 
 

@@ -127,7 +127,12 @@ def wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60) -> t
     while time.monotonic() < deadline:
         if process.poll() is not None:
             result = stop(process)
-            raise AssertionError(f"server exited with {result.returncode}: {result.err[-3000:]}")
+            errors = [
+                line for line in result.err.splitlines() if "rror" in line or "failed" in line
+            ]
+            raise AssertionError(
+                f"server exited with {result.returncode}: " + "\n".join(errors[-30:])
+            )
         try:
             return get(url, timeout=5)
         except OSError:
