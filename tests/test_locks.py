@@ -6,7 +6,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,26 +13,15 @@ import pytest
 from django_automigrate.locks.mysql import MAX_LOCK_NAME, lock_name
 from django_automigrate.locks.postgresql import advisory_key
 from tests.servers import FreshDatabase
-from tests.utils import REPO, child_env
+from tests.utils import start_lock_holder, start_lockctl
 
 
 def lockctl(db: FreshDatabase, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.lockctl", *args],
-        cwd=REPO,
-        env=child_env(db.url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_lockctl(db.url, *args)
 
 
 def start_holder(db: FreshDatabase, seconds: float = 60) -> subprocess.Popen[str]:
-    holder = lockctl(db, "hold", str(seconds))
-    assert holder.stdout is not None
-    line = holder.stdout.readline()
-    assert line.startswith("held"), holder.stderr.read() if holder.stderr else line
-    return holder
+    return start_lock_holder(db.url, seconds)
 
 
 def kill(process: subprocess.Popen[str]) -> None:

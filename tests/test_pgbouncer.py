@@ -18,7 +18,7 @@ import pytest
 
 from tests.servers import FreshDatabase, Server, unavailable
 from tests.test_locks import kill
-from tests.utils import finish, free_port, start_command
+from tests.utils import finish, free_port, start_command, start_lock_holder, try_lock
 
 pytestmark = pytest.mark.parametrize("server", ["postgresql"], indirect=True)
 
@@ -152,38 +152,8 @@ def test_the_advisory_lock_does_not_exclude_behind_pgbouncer(
 
 
 def _holder(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    import sys
-
-    from tests.utils import REPO, child_env
-
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.lockctl", "hold", "60"],
-        cwd=REPO,
-        env=child_env(url, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    line = holder.stdout.readline()
-    assert line.startswith("held"), holder.stderr.read() if holder.stderr else line
-    return holder
+    return start_lock_holder(url, 60, **env)
 
 
 def _acquire(url: str, env: dict[str, str]) -> dict[str, object]:
-    import json
-    import sys
-
-    from tests.utils import REPO, child_env
-
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.lockctl", "acquire", "1"],
-        cwd=REPO,
-        env=child_env(url, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, object] = json.loads(done.stdout)
-    return report
+    return try_lock(url, "1", **env)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import collections
-import json
+import subprocess
 import time
 
 import pytest
 
 from tests.servers import FreshDatabase
 from tests.test_locks import kill
-from tests.utils import REPO, child_env, finish, start_command
+from tests.utils import finish, start_command, start_lock_holder, try_lock
 
 TABLE = {"AUTOMIGRATE_LOCK_BACKEND": "table"}
 
@@ -18,40 +18,14 @@ TABLE = {"AUTOMIGRATE_LOCK_BACKEND": "table"}
 pytestmark = pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
 
 
-def start_lease_holder(database: FreshDatabase, seconds: float, lease: str) -> object:
-    import subprocess
-    import sys
-
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests.lockctl", "hold", str(seconds)],
-        cwd=REPO,
-        env=child_env(database.url, AUTOMIGRATE_LOCK_LEASE=lease, **TABLE),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    line = holder.stdout.readline()
-    assert line.startswith("held"), holder.stderr.read() if holder.stderr else line
-    return holder
+def start_lease_holder(
+    database: FreshDatabase, seconds: float, lease: str
+) -> subprocess.Popen[str]:
+    return start_lock_holder(database.url, seconds, AUTOMIGRATE_LOCK_LEASE=lease, **TABLE)
 
 
 def try_lease(database: FreshDatabase, wait: str, lease: str = "2") -> dict[str, object]:
-    import subprocess
-    import sys
-
-    process = subprocess.run(
-        [sys.executable, "-m", "tests.lockctl", "acquire", wait],
-        cwd=REPO,
-        env=child_env(database.url, AUTOMIGRATE_LOCK_LEASE=lease, **TABLE),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert process.returncode == 0, process.stderr
-    report: dict[str, object] = json.loads(process.stdout)
-    report["log"] = process.stderr
-    return report
+    return try_lock(database.url, wait, AUTOMIGRATE_LOCK_LEASE=lease, **TABLE)
 
 
 def test_a_live_holders_lease_is_never_taken_over(database: FreshDatabase) -> None:
@@ -64,7 +38,7 @@ def test_a_live_holders_lease_is_never_taken_over(database: FreshDatabase) -> No
             attempts.append(try_lease(database, "0.5"))
             time.sleep(0.5)
     finally:
-        kill(holder)  # type: ignore[arg-type]
+        kill(holder)
 
     assert [a["acquired"] for a in attempts] == [False] * 5
     assert "token" in str(attempts[0]["holder"])
@@ -74,7 +48,7 @@ def test_a_live_holders_lease_is_never_taken_over(database: FreshDatabase) -> No
 def test_a_killed_holders_lease_is_taken_over_after_it_expires(database: FreshDatabase) -> None:
     holder = start_lease_holder(database, 60, lease="2")
 
-    kill(holder)  # type: ignore[arg-type]
+    kill(holder)
     started = time.monotonic()
     report = try_lease(database, "15")
     took = time.monotonic() - started

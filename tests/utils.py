@@ -138,3 +138,34 @@ def wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60) -> t
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def start_lockctl(database_url: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """``python -m tests.lockctl ARGS`` in a new process (see tests/lockctl.py)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.lockctl", *args],
+        cwd=REPO,
+        env=child_env(database_url, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def start_lock_holder(database_url: str, seconds: float = 60, **env: str) -> subprocess.Popen[str]:
+    """A process that holds the migration lock for ``seconds``; returns once it holds it."""
+    holder = start_lockctl(database_url, "hold", str(seconds), **env)
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    assert line.startswith("held"), holder.stderr.read() if holder.stderr else line
+    return holder
+
+
+def try_lock(database_url: str, wait: str, **env: str) -> dict[str, Any]:
+    """``lockctl acquire WAIT``: its JSON report, plus its log under ``"log"``."""
+    process = start_lockctl(database_url, "acquire", wait, **env)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    report: dict[str, Any] = json.loads(out)
+    report["log"] = err
+    return report
