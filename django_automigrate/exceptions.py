@@ -61,6 +61,11 @@ class MigrationFailed(AutomigrateError):
 class PlanError(AutomigrateError):
     """The plan cannot be computed (conflicts, inconsistent history): nothing was applied."""
 
+    def __init__(self, message: str, *, kind: str = "the plan cannot be computed") -> None:
+        super().__init__(message)
+        #: A few words naming the problem without details, safe to show anyone.
+        self.kind = kind
+
 
 class DatabaseMissing(AutomigrateError):
     """The database does not exist and ``CREATE_DATABASE`` does not allow creating it."""

@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "health_check",
     "tests.testapp",
     "tests.otherapp",
     "tests.squashapp",
