@@ -265,6 +265,13 @@ KEYS: tuple[Key, ...] = (
         "seconds a DDL statement may wait for table locks; None: no limit",
     ),
     Key("STATEMENT_LOCK_RETRIES", 3, _count, _env_count, "retries after a statement lock timeout"),
+    Key(
+        "MAIL_ADMINS_ON_FAILURE",
+        False,
+        _bool,
+        _env_bool,
+        "mail settings.ADMINS when a run fails",
+    ),
 )
 KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
 
@@ -290,6 +297,7 @@ class AutomigrateSettings:
     history: bool
     statement_lock_timeout: float | None = None
     statement_lock_retries: int = 3
+    mail_admins_on_failure: bool = False
 
     def aliases(self) -> tuple[str, ...]:
         """The aliases to migrate, in order (``"__all__"`` expanded in ``DATABASES`` order)."""
@@ -384,6 +392,7 @@ def read_settings(
         history=values["HISTORY"],
         statement_lock_timeout=values["STATEMENT_LOCK_TIMEOUT"],
         statement_lock_retries=values["STATEMENT_LOCK_RETRIES"],
+        mail_admins_on_failure=values["MAIL_ADMINS_ON_FAILURE"],
     )
     problems.extend(_alias_problems(result))
     return result, problems

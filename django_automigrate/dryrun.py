@@ -22,11 +22,11 @@ from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.locks import NoLock, lock_for
 from django_automigrate.plan import (
-    HISTORY_APP,
     Plan,
     full_plan_labels,
     migration_label,
     pending_work,
+    run_order,
 )
 from django_automigrate.safety import SafetyWarning, operation_warnings
 
@@ -115,11 +115,7 @@ def _preview_database(
         result.lock = lock_problem or lock.name  # now that it knows the database's identity
         pending = pending_work(connection)
         result.unrecorded_squashes = pending.unrecorded_squashes
-        plan = pending.plan
-        if conf.history:
-            # A run applies the history's own migrations first, in a step of their own.
-            plan = sorted(plan, key=lambda step: step[0].app_label != HISTORY_APP)
-        result.migrations = _previews(connection, plan)
+        result.migrations = _previews(connection, run_order(pending.plan, history=conf.history))
     except (AutomigrateError, DatabaseError, ImproperlyConfigured) as exc:
         result.error = str(exc)
     finally:

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from django_automigrate import events
 from django_automigrate.applier import ApplyOutcome, apply_plan
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.database import ensure_database
@@ -30,7 +31,7 @@ from django_automigrate.exceptions import (
 from django_automigrate.history import HistoryRecorder, unresolved_half_applied
 from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import MigrationRun, Status, Trigger
-from django_automigrate.plan import HISTORY_APP, migration_label, pending_work
+from django_automigrate.plan import HISTORY_APP, migration_label, pending_work, run_order
 from django_automigrate.rollback import apply_undoably
 from django_automigrate.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
 
@@ -41,6 +42,8 @@ LOCK_TIMEOUT = "lock_timeout"
 NOT_RUN = "not_run"
 DATABASE_MISSING = "database_missing"
 NEEDS_ATTENTION = "needs_attention"
+#: Statuses of a run that started applying and did not succeed.
+FAILED_STATUSES = (Status.FAILED.value, Status.ROLLED_BACK.value, Status.TIMED_OUT.value)
 
 
 @dataclasses.dataclass
@@ -190,9 +193,27 @@ def migrate(
         result = _migrate_database(alias, locks[alias], options)
         if options.created.get(alias):
             result.created_database = True
-        _log_summary(result)
+        _log_summary(result, options.trigger)
+        events.ended(
+            result,
+            trigger=options.trigger,
+            duration=result.duration,
+            lock_wait=result.lock_wait,
+            waited_for_lock=options.use_lock and bool(result.lock),
+            pending=_left_pending(result),
+            started=options.started.get(alias, False),
+        )
         results.append(result)
     return RunResult(results)
+
+
+def _left_pending(result: DatabaseResult) -> int | None:
+    """How many migrations are still pending after ``result``, when it tells (a failure before
+    the plan was made, an unreachable database say, does not)."""
+    if result.planned and result.status in (LOCK_TIMEOUT, *FAILED_STATUSES):
+        applied = set(result.applied)
+        return sum(1 for label in result.planned if label not in applied)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +227,8 @@ class _RunOptions:
     create_database: bool
     #: Aliases whose database this run created.
     created: dict[str, bool] = dataclasses.field(default_factory=dict)
+    #: Aliases whose run began applying (``run_started`` was sent).
+    started: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> DatabaseResult:
@@ -270,11 +293,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
             )  # fmt: skip
         # In the order the run applies them: the history's own migrations first (below).
         planned = [
-            migration_label(m)
-            for m, _ in sorted(
-                pending.plan,
-                key=lambda step: not (options.conf.history and step[0].app_label == HISTORY_APP),
-            )
+            migration_label(m) for m, _ in run_order(pending.plan, history=options.conf.history)
         ]
         # The history table first, in a step of its own: then the run is recorded from its
         # start, and undoing a failure (one transaction, or reversing) never takes the record
@@ -317,6 +336,13 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
             planned=planned,
         )
         recorder.start(lock_held=options.use_lock)
+        options.started[alias] = True
+        events.started(
+            alias=alias,
+            trigger=options.trigger,
+            planned=planned,
+            run_id=recorder.row.pk if recorder.row is not None else None,
+        )
         apply = with_retries(
             lambda: apply_plan(
                 connection,
@@ -411,14 +437,19 @@ def _wait_logger(alias: str, lock_name: str) -> Any:
     return on_wait
 
 
-def _log_summary(result: DatabaseResult) -> None:
+def _log_summary(result: DatabaseResult, trigger: str) -> None:
+    # One line per database and run; the fields in `extra` are for JSON log formatters.
     extra = {
         "database": result.alias,
-        "status": result.status,
+        "status": str(result.status),
+        "trigger": trigger,
+        "planned_count": len(result.planned),
         "applied_count": len(result.applied),
         "duration": round(result.duration, 3),
         "lock_wait": round(result.lock_wait, 3),
+        "lock": result.lock,
         "run_id": result.run_id,
+        "failed_migration": result.failed_migration,
     }
     if result.status == NOTHING_TO_DO and result.applied_by_another_process:
         logger.info(
@@ -431,12 +462,14 @@ def _log_summary(result: DatabaseResult) -> None:
     elif result.status == NOTHING_TO_DO:
         logger.info("automigrate: %s: nothing to do", result.alias, extra=extra)
     elif result.exit_code:
+        failed = f", failed at {result.failed_migration}" if result.failed_migration else ""
         logger.error(
-            "automigrate: %s: %s after %.1fs (applied %d): %s",
+            "automigrate: %s: %s after %.1fs (applied %d%s): %s",
             result.alias,
             result.status,
             result.duration,
             len(result.applied),
+            failed,
             result.error,
             extra=extra,
         )

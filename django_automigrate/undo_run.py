@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from django_automigrate import events
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError, LockTimeout
 from django_automigrate.history import (
@@ -145,7 +146,35 @@ class RollbackResult:
 def roll_back(
     target: RollbackPlan, conf: AutomigrateSettings, *, use_lock: bool, lock_timeout: float
 ) -> RollbackResult:
-    """Carry out ``target`` under the lock, planning it again once the lock is held."""
+    """Carry out ``target`` under the lock, planning it again once the lock is held.
+
+    Signals and metrics report a rollback that started; one refused, or whose lock was not had
+    in time, changed nothing and is reported by the command alone.
+    """
+    began: list[bool] = []
+    result = _roll_back(target, conf, use_lock=use_lock, lock_timeout=lock_timeout, began=began)
+    if not began:
+        return result
+    events.ended(
+        result,
+        trigger=Trigger.ROLLBACK,
+        duration=result.duration,
+        lock_wait=result.lock_wait,
+        waited_for_lock=use_lock,
+        pending=None,
+        started=True,
+    )
+    return result
+
+
+def _roll_back(
+    target: RollbackPlan,
+    conf: AutomigrateSettings,
+    *,
+    use_lock: bool,
+    lock_timeout: float,
+    began: list[bool],
+) -> RollbackResult:
     connection = connections[target.alias]
     started_at, started = timezone.now(), time.monotonic()
     try:
@@ -176,6 +205,13 @@ def roll_back(
             planned=target.labels,
         )
         recorder.start(lock_held=use_lock)
+        began.append(True)  # from here on, signals and metrics report it
+        events.started(
+            alias=target.alias,
+            trigger=Trigger.ROLLBACK,
+            planned=target.labels,
+            run_id=recorder.row.pk if recorder.row is not None else None,
+        )
         error, trace = _unapply(connection, target)
         status = Status.FAILED if error else Status.SUCCEEDED
         rolled_back = [] if error else target.labels

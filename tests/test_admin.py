@@ -64,3 +64,48 @@ def test_nobody_can_add_or_delete_runs(admin_client: Client, run: MigrationRun) 
     assert add.status_code == 403
     assert delete.status_code == 403
     assert MigrationRun.objects.filter(pk=run.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_detail_view_shows_plan_applied_timings_and_traceback(admin_client: Client) -> None:
+    run = MigrationRun.objects.create(
+        database="default",
+        trigger="startup",
+        status="rolled_back",
+        started_at=timezone.now(),
+        duration=datetime.timedelta(seconds=7),
+        lock_wait=datetime.timedelta(seconds=3),
+        planned=["testapp.0001_initial", "testapp.0002_<b>"],
+        applied=[],
+        rolled_back=["testapp.0001_initial"],
+        failed_migration="testapp.0002_<b>",
+        rollback="transaction",
+        error_summary="RuntimeError: boom",
+        traceback="Traceback (most recent call last):\n  RuntimeError: boom",
+    )
+
+    content = admin_client.get(f"/admin/django_automigrate/migrationrun/{run.pk}/change/")
+    html = content.content.decode()
+
+    assert "<li><code>testapp.0001_initial</code></li>" in html
+    assert "<li><code>testapp.0002_&lt;b&gt;</code></li>" in html  # escaped, never markup
+    for heading in ("Migrations", "Timings", "Where it ran", "Traceback"):
+        assert f">{heading}<" in html
+    assert "0:00:07" in html
+    assert "0:00:03" in html
+    assert "Traceback (most recent call last):" in html
+
+
+@pytest.mark.django_db
+def test_the_list_filters_by_date_and_database(admin_client: Client, run: MigrationRun) -> None:
+    today = timezone.localdate()
+    response = admin_client.get(
+        "/admin/django_automigrate/migrationrun/"
+        f"?database=default&started_at__year={today.year}&started_at__month={today.month}"
+    )
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "By database" in content
+    assert "By started at" in content
+    assert "0 of 1" in content  # applied of planned

@@ -52,3 +52,25 @@ def test_every_json_field_of_a_database_result_is_documented() -> None:
 
     for field in dataclasses.fields(DatabaseResult):
         assert f"| `{field.name}` |" in text, field.name
+
+
+def test_every_metric_and_signal_is_documented() -> None:
+    from django_automigrate import metrics, signals
+
+    text = (DOCS / "observability.md").read_text()
+    metrics._get("runs")  # creates them all
+    names = [metric._name for metric in metrics._metrics.values()]
+
+    assert len(names) == 5
+    for name in names:
+        assert f"| `{name}" in text, name
+    for signal in ("run_started", "run_finished", "run_failed"):
+        assert hasattr(signals, signal)
+        assert f"`{signal}`" in text, signal
+
+
+def test_the_health_page_is_in_the_navigation() -> None:
+    nav = (DOCS.parent / "mkdocs.yml").read_text()
+
+    assert "health.md" in nav
+    assert "observability.md" in nav

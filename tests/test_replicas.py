@@ -6,6 +6,7 @@ import collections
 import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,31 @@ def _as_list(value: object) -> list[object]:
         return loaded
     assert isinstance(value, list)
     return value
+
+
+def test_replicas_started_together_signal_one_run_once(
+    database: FreshDatabase, tmp_path: Path
+) -> None:
+    log = tmp_path / "signals.jsonl"
+    env = {
+        "AUTOMIGRATE_TEST_EXTRA_APPS": "tests.signalapp",
+        "AUTOMIGRATE_TEST_SIGNAL_LOG": str(log),
+        "AUTOMIGRATE_TEST_SLOW": f"{SLOW}:1",
+    }
+    replicas = [start_command(database.url, "automigrate", **env) for _ in range(4)]
+    results = [finish(replica) for replica in replicas]
+    assert [r.returncode for r in results] == [0] * 4, [r.err for r in results if r.returncode]
+
+    sent = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s["signal"] for s in sent] == ["run_started", "run_finished"]
+    started, finished = sent
+    (row,) = database.history_rows()
+    assert started["pid"] == finished["pid"]
+    assert started["run_id"] == finished["run_id"] == row["id"]
+    assert started["planned"] == _as_list(row["planned"])
+    assert (finished["alias"], finished["trigger"], finished["status"]) == (
+        "default",
+        "command",
+        "succeeded",
+    )
+    assert finished["applied"] == _as_list(row["applied"])
