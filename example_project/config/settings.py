@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "health_check",  # django-health-check: /health/ready/ lists django-automigrate's check
     "django_automigrate",
     "library",
 ]
@@ -73,12 +74,27 @@ STATIC_URL = "static/"
 # django-automigrate: the defaults suit this project. Every key is described in
 # docs/configuration.md; an environment variable AUTOMIGRATE_<KEY> (for example
 # AUTOMIGRATE_LOCK_TIMEOUT=60) overrides the value given here.
-AUTOMIGRATE: dict[str, Any] = {}
+AUTOMIGRATE: dict[str, Any] = {
+    # Mail settings.ADMINS when a run fails (ADMINS and the EMAIL_* settings must be set).
+    "MAIL_ADMINS_ON_FAILURE": env.bool("MAIL_ADMINS_ON_FAILURE", default=False),
+}
+ADMINS = [("Ops", address) for address in env.list("ADMINS", default=[])]
+
+
+def _not_a_probe(record: Any) -> bool:
+    """Django logs each 500 answer on django.request (and mails it to ADMINS when DEBUG is off):
+    a readiness probe answers 500 every few seconds while a migration is pending."""
+    request = getattr(record, "request", None)
+    return request is None or not request.path.startswith("/health/")
+
 
 # Show what django-automigrate does (lock waits, each migration, the run summary) on stderr.
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "not_a_probe": {"()": "django.utils.log.CallbackFilter", "callback": _not_a_probe},
+    },
     "formatters": {
         "plain": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"},
     },
@@ -93,5 +109,9 @@ LOGGING: dict[str, Any] = {
             "level": env.str("LOG_LEVEL", default="WARNING"),
             "propagate": False,
         },
+        # django-health-check logs every failed check with a traceback, on every probe while a
+        # migration is pending: the check's one-line reason is in the response already.
+        "health_check": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        "django.request": {"filters": ["not_a_probe"]},
     },
 }
