@@ -1,6 +1,7 @@
 """The run: plan → lock → plan again → apply → record → release, for each database in order.
 
-:func:`migrate` is the public API; the command, the startup hook and the health check use it.
+:func:`migrate` is the public API; the command and the startup hook use it. What it returns is in
+``results.py`` (re-exported here), its log lines in ``runlog.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from django.conf import settings
 from django.db import DatabaseError, connections
@@ -32,101 +33,34 @@ from django_automigrate.history import HistoryRecorder, unresolved_half_applied
 from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import MigrationRun, Status, Trigger
 from django_automigrate.plan import HISTORY_APP, migration_label, pending_work, run_order
+from django_automigrate.results import (
+    DATABASE_MISSING,
+    FAILED_STATUSES,
+    LOCK_TIMEOUT,
+    NEEDS_ATTENTION,
+    NOT_RUN,
+    NOTHING_TO_DO,
+    DatabaseResult,
+    RunResult,
+    describe_error,
+)
 from django_automigrate.rollback import apply_undoably
+from django_automigrate.runlog import log_summary, wait_logger
 from django_automigrate.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
 
+__all__ = [
+    "DATABASE_MISSING",
+    "LOCK_TIMEOUT",
+    "NEEDS_ATTENTION",
+    "NOTHING_TO_DO",
+    "NOT_RUN",
+    "DatabaseResult",
+    "RunResult",
+    "migrate",
+    "resolve_aliases",
+]
+
 logger = logging.getLogger("django_automigrate")
-
-NOTHING_TO_DO = "nothing_to_do"
-LOCK_TIMEOUT = "lock_timeout"
-NOT_RUN = "not_run"
-DATABASE_MISSING = "database_missing"
-NEEDS_ATTENTION = "needs_attention"
-#: Statuses of a run that started applying and did not succeed.
-FAILED_STATUSES = (Status.FAILED.value, Status.ROLLED_BACK.value, Status.TIMED_OUT.value)
-
-
-@dataclasses.dataclass
-class DatabaseResult:
-    """What one run did to one database."""
-
-    alias: str
-    #: ``nothing_to_do``, ``succeeded``, ``failed``, ``lock_timeout``, ``database_missing`` (and
-    #: ``CREATE_DATABASE`` is off) or ``not_run`` (an earlier database failed, so this one was
-    #: left alone).
-    status: str
-    planned: list[str] = dataclasses.field(default_factory=list)
-    applied: list[str] = dataclasses.field(default_factory=list)
-    duration: float = 0.0
-    lock_wait: float = 0.0
-    lock: str = ""
-    run_id: int | None = None
-    failed_migration: str = ""
-    error: str = ""
-    #: True when the lock was waited for and another process had applied everything meanwhile.
-    applied_by_another_process: bool = False
-    #: True when this run created the database (``CREATE_DATABASE``).
-    created_database: bool = False
-    #: After a failure: how it was undone (``transaction``, ``reverse`` or ""), what was
-    #: reversed, and whether the failed migration is half-applied (a person must look).
-    rollback: str = ""
-    rolled_back: list[str] = dataclasses.field(default_factory=list)
-    half_applied: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        codes = {
-            LOCK_TIMEOUT: 3,
-            DATABASE_MISSING: 2,
-            Status.FAILED.value: 1,
-            Status.ROLLED_BACK.value: 1,
-            NEEDS_ATTENTION: 1,
-            Status.TIMED_OUT.value: 4,
-        }
-        return codes.get(self.status, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["duration"] = round(self.duration, 3)
-        data["lock_wait"] = round(self.lock_wait, 3)
-        return data
-
-
-@dataclasses.dataclass
-class RunResult:
-    """The outcome of :func:`migrate` over every database it was asked to bring up to date."""
-
-    databases: list[DatabaseResult]
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def exit_code(self) -> int:
-        """0 success or nothing to do, 1 a migration failed, 2 a database is missing (and may
-        not be created), 3 the lock was not had in time, 4 a statement timed out waiting for a
-        table lock (STATEMENT_LOCK_TIMEOUT), retries included."""
-        return next((r.exit_code for r in self.databases if r.exit_code), 0)
-
-    @property
-    def applied(self) -> list[str]:
-        return [label for result in self.databases for label in result.applied]
-
-    def raise_for_status(self) -> None:
-        """Raise :class:`AutomigrateError` describing the first database that did not succeed."""
-        for result in self.databases:
-            if result.exit_code:
-                error = AutomigrateError(result.error)
-                error.exit_code = result.exit_code
-                raise error
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "exit_code": self.exit_code,
-            "databases": [r.to_dict() for r in self.databases],
-        }
 
 
 def resolve_aliases(databases: Sequence[str] | None, conf: AutomigrateSettings) -> list[str]:
@@ -193,7 +127,7 @@ def migrate(
         result = _migrate_database(alias, locks[alias], options)
         if options.created.get(alias):
             result.created_database = True
-        _log_summary(result, options.trigger)
+        log_summary(result, options.trigger)
         events.ended(
             result,
             trigger=options.trigger,
@@ -246,20 +180,24 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
     except DatabaseMissing as exc:
         return DatabaseResult(alias, DATABASE_MISSING, duration=elapsed(), error=str(exc))
     except (AutomigrateError, DatabaseError) as exc:
-        return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
+        return DatabaseResult(
+            alias, Status.FAILED, duration=elapsed(), error=describe_error(alias, exc)
+        )
     if pending.empty:
         return DatabaseResult(alias, NOTHING_TO_DO, duration=elapsed())
     try:
         # Only when something is pending: a half-applied migration is never recorded applied.
         stuck = unresolved_half_applied(alias)
     except DatabaseError as exc:
-        return DatabaseResult(alias, Status.FAILED, duration=elapsed(), error=_describe(alias, exc))
+        return DatabaseResult(
+            alias, Status.FAILED, duration=elapsed(), error=describe_error(alias, exc)
+        )
     if stuck is not None:
         return _refusal(alias, stuck, elapsed())
 
     planned = [migration_label(m) for m, _ in pending.plan]
     try:
-        lock_wait = lock.acquire(options.lock_timeout, on_wait=_wait_logger(alias, lock.name))
+        lock_wait = lock.acquire(options.lock_timeout, on_wait=wait_logger(alias, lock.name))
     except LockTimeout as exc:
         lock.release()
         return DatabaseResult(
@@ -271,7 +209,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
         lock.release()
         return DatabaseResult(
             alias, Status.FAILED, planned, duration=elapsed(), lock=lock.name,
-            error=_describe(alias, exc),
+            error=describe_error(alias, exc),
         )  # fmt: skip
 
     try:
@@ -281,7 +219,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
         except (PlanError, DatabaseError) as exc:
             return DatabaseResult(
                 alias, Status.FAILED, planned, duration=elapsed(), lock_wait=lock_wait,
-                lock=lock.name, error=_describe(alias, exc),
+                lock=lock.name, error=describe_error(alias, exc),
             )  # fmt: skip
         if not pending.empty and (stuck := unresolved_half_applied(alias)) is not None:
             # Another process may have left it half-applied while this one waited.
@@ -315,7 +253,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                     alias, Status.FAILED, planned, own_outcome.applied, duration=elapsed(),
                     lock_wait=lock_wait, lock=lock.name,
                     failed_migration=own_outcome.failed_migration,
-                    error=_describe(alias, own_outcome.error),
+                    error=describe_error(alias, own_outcome.error),
                 )  # fmt: skip
             pending = pending_work(connection)
         if pending.unrecorded_squashes:
@@ -375,7 +313,7 @@ def _migrate_database(alias: str, lock: MigrationLock, options: _RunOptions) -> 
                 status = str(Status.TIMED_OUT)  # whatever was undone: rollback says what
             run_ref = str(recorder.row.pk) if recorder.row is not None else "RUN_ID"
             detail = undo.detail.replace("RUN_ID", run_ref)
-            message = _describe(alias, outcome.error)
+            message = describe_error(alias, outcome.error)
             error = f"{message.rstrip('.')}. {detail}" if detail else message
             trace = "".join(traceback.format_exception(outcome.error))
         applied = own_outcome.applied + applied
@@ -411,75 +349,3 @@ def _refusal(alias: str, stuck: MigrationRun, duration: float) -> DatabaseResult
             f"then run 'manage.py automigrate --mark-fixed {stuck.pk}'."
         ),
     )  # fmt: skip
-
-
-def _describe(alias: str, exc: BaseException) -> str:
-    if isinstance(exc, AutomigrateError):
-        return str(exc)
-    if isinstance(exc, DatabaseError):
-        return f"Database error on {alias!r}: {type(exc).__name__}: {exc}".strip()
-    if isinstance(exc, OSError):
-        return f"Cannot use the migration lock of {alias!r}: {exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _wait_logger(alias: str, lock_name: str) -> Any:
-    def on_wait(holder: str | None, waited: float) -> None:
-        logger.warning(
-            "automigrate: %s: waiting for the migration lock %s, held by %s (%.0fs so far)",
-            alias,
-            lock_name,
-            holder or "another process",
-            waited,
-            extra={"database": alias, "lock": lock_name, "holder": holder, "lock_wait": waited},
-        )
-
-    return on_wait
-
-
-def _log_summary(result: DatabaseResult, trigger: str) -> None:
-    # One line per database and run; the fields in `extra` are for JSON log formatters.
-    extra = {
-        "database": result.alias,
-        "status": str(result.status),
-        "trigger": trigger,
-        "planned_count": len(result.planned),
-        "applied_count": len(result.applied),
-        "duration": round(result.duration, 3),
-        "lock_wait": round(result.lock_wait, 3),
-        "lock": result.lock,
-        "run_id": result.run_id,
-        "failed_migration": result.failed_migration,
-    }
-    if result.status == NOTHING_TO_DO and result.applied_by_another_process:
-        logger.info(
-            "automigrate: %s: nothing to do: another process applied the migrations while this "
-            "one waited %.1fs for the lock",
-            result.alias,
-            result.lock_wait,
-            extra=extra,
-        )
-    elif result.status == NOTHING_TO_DO:
-        logger.info("automigrate: %s: nothing to do", result.alias, extra=extra)
-    elif result.exit_code:
-        failed = f", failed at {result.failed_migration}" if result.failed_migration else ""
-        logger.error(
-            "automigrate: %s: %s after %.1fs (applied %d%s): %s",
-            result.alias,
-            result.status,
-            result.duration,
-            len(result.applied),
-            failed,
-            result.error,
-            extra=extra,
-        )
-    else:
-        logger.info(
-            "automigrate: %s: applied %d migration(s) in %.1fs (lock wait %.1fs), %s",
-            result.alias,
-            len(result.applied),
-            result.duration,
-            result.lock_wait,
-            result.status,
-            extra=extra,
-        )
