@@ -12,10 +12,13 @@ Without prometheus-client every function here does nothing.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponse
 
@@ -28,6 +31,10 @@ except ImportError:  # the extra is not installed
 _UP_TO_DATE = frozenset({"succeeded", "nothing_to_do"})
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+logger = logging.getLogger("django_automigrate")
+_Function = TypeVar("_Function", bound=Callable[..., None])
+_warned = threading.Event()
 
 _metrics: dict[str, Any] = {}
 _metrics_lock = threading.Lock()
@@ -82,6 +89,27 @@ def _create() -> None:
     )
 
 
+def _never_raises(function: _Function) -> _Function:
+    """Metrics must never stop or change a run (PROMETHEUS_MULTIPROC_DIR pointing at a folder
+    that does not exist, say): the first error is logged, the rest are dropped."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except Exception as exc:
+            if not _warned.is_set():
+                _warned.set()
+                logger.error(
+                    "automigrate: cannot record metrics (%s: %s); runs go on without them",
+                    type(exc).__name__,
+                    exc,
+                )
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_never_raises
 def record_run(
     *,
     alias: str,
@@ -110,6 +138,7 @@ def record_run(
         _get("last_success").labels(alias).set(time.time())
 
 
+@_never_raises
 def set_pending(alias: str, count: int) -> None:
     if prometheus_client is not None:
         _get("pending").labels(alias).set(count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import prometheus_client
@@ -96,3 +97,18 @@ def test_without_prometheus_client_nothing_is_recorded_and_the_view_says_why(
 
     assert response.status_code == 501
     assert "pip install 'django-automigrate[prometheus]'" in response.content.decode()
+
+
+def test_metrics_that_cannot_be_written_never_stop_a_run(
+    one_pending: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unwritable(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("/var/run/prometheus/counter_1.db")
+
+    monkeypatch.setattr(metrics, "_get", unwritable)
+    monkeypatch.setattr(metrics, "_warned", threading.Event())
+
+    result = django_automigrate.migrate()
+
+    assert result.ok
+    assert "cannot record metrics (FileNotFoundError" in caplog.text
