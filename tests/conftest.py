@@ -62,3 +62,25 @@ def database(server: Server) -> Iterator[FreshDatabase]:
         yield db
     finally:
         db.drop()
+
+
+def _unapplied(target: str) -> Iterator[None]:
+    from django.core.management import call_command
+
+    call_command("migrate", "testapp", target, verbosity=0)
+    try:
+        yield
+    finally:
+        call_command("migrate", verbosity=0)
+
+
+@pytest.fixture
+def one_pending(transactional_db: None) -> Iterator[None]:
+    """The test database with testapp's last migration unapplied; applied again afterwards."""
+    yield from _unapplied("0022")
+
+
+@pytest.fixture
+def two_pending(transactional_db: None) -> Iterator[None]:
+    """The test database with testapp's last two migrations unapplied."""
+    yield from _unapplied("0021")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
-from django.core.management import call_command
 from django.test import override_settings
 
 import django_automigrate
@@ -14,15 +12,6 @@ import django_automigrate
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LAST = "testapp.0023_final_checkpoint"
-
-
-@pytest.fixture
-def one_pending() -> Iterator[None]:
-    call_command("migrate", "testapp", "0022", verbosity=0)
-    try:
-        yield
-    finally:
-        call_command("migrate", verbosity=0)
 
 
 def _records(caplog: pytest.LogCaptureFixture, level: str) -> list[logging.LogRecord]:

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import prometheus_client
 import pytest
-from django.core.management import call_command
 from django.test import Client
 
 import django_automigrate
 from django_automigrate import metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def one_pending() -> Iterator[None]:
-    call_command("migrate", "testapp", "0022", verbosity=0)
-    try:
-        yield
-    finally:
-        call_command("migrate", verbosity=0)
 
 
 def _value(name: str, **labels: str) -> float:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from django.core import mail
-from django.core.management import call_command
 from django.test import override_settings
 
 import django_automigrate
@@ -18,15 +17,6 @@ from django_automigrate.runner import DatabaseResult
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LAST = "testapp.0023_final_checkpoint"
-
-
-@pytest.fixture
-def one_pending() -> Iterator[None]:
-    call_command("migrate", "testapp", "0022", verbosity=0)
-    try:
-        yield
-    finally:
-        call_command("migrate", verbosity=0)
 
 
 @pytest.fixture

@@ -29,16 +29,6 @@ def _fresh_cache() -> Iterator[None]:
     status.clear_cache()
 
 
-@pytest.fixture
-def two_pending() -> Iterator[None]:
-    """testapp's last two migrations unapplied for the test; applied again afterwards."""
-    call_command("migrate", "testapp", "0021", verbosity=0)
-    try:
-        yield
-    finally:
-        call_command("migrate", verbosity=0)
-
-
 def _run(state: str, **fields: Any) -> MigrationRun:
     values: dict[str, Any] = {
         "database": "default",
