@@ -170,3 +170,21 @@ def test_an_unknown_alias_and_invalid_settings_are_reasons() -> None:
 def test_the_check_is_keyed_by_alias_for_the_health_check_outputs() -> None:
     assert repr(Migrations()) == "Migrations(alias=None)"
     assert repr(Migrations(alias="other")) == "Migrations(alias='other')"
+
+
+def test_this_processs_own_startup_run_in_progress_is_named(
+    two_pending: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Background mode: the process serves while its run waits for the lock or has not yet
+    # written its history row (the very first run creates the table).
+    from django_automigrate import startup
+
+    since = timezone.now()
+    running = startup.StartupState(startup.IN_PROGRESS, started_at=since)
+    monkeypatch.setattr(startup, "state", lambda: running)
+
+    reason = status.database_status("default").reason
+
+    clock = timezone.localtime(since).strftime("%H:%M:%S")
+    assert reason.startswith(f"migration in progress on default since {clock}")
+    assert reason.endswith("(this process's startup run); 2 migrations pending")
