@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import django
 import environ
 
 env = environ.Env()
@@ -62,6 +63,11 @@ if "AUTOMIGRATE_TEST_DUMMY_ALIAS" in os.environ:
     DATABASES[os.environ["AUTOMIGRATE_TEST_DUMMY_ALIAS"]] = {"ENGINE": "django.db.backends.dummy"}
 if "AUTOMIGRATE_TEST_OTHER_DATABASE_URL" in os.environ:
     DATABASES["other"] = env.db_url("AUTOMIGRATE_TEST_OTHER_DATABASE_URL")
+
+if django.VERSION >= (6, 1):
+    # Django 6.1 mails through named mailers (EMAIL_BACKEND is deprecated); the test runner
+    # swaps each for the locmem backend.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}}
 
 LOGGING = {
     "version": 1,

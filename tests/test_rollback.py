@@ -10,12 +10,9 @@ from tests.servers import FreshDatabase, Server
 from tests.utils import (
     Result,
     finish,
-    free_port,
     run_command,
+    serve_once,
     start_command,
-    start_server,
-    stop,
-    wait_for,
 )
 
 
@@ -144,20 +141,11 @@ def test_a_startup_run_refuses_a_half_applied_database(tmp_path: Path) -> None:
         "('default', 'startup', 'failed', '2026-01-01 00:00:00', '[]', '[]', "
         "'halfapp.0002_widget_colour', '', '', '', '', '', '', '', '', '[]', 1)"
     )
-    port = free_port()
 
-    process = start_server(
-        database.url,
-        "runserver",
-        "--noreload",
-        f"127.0.0.1:{port}",
-        AUTOMIGRATE_ON_FAILURE="continue",
-        **env,
-    )
-    try:
-        status, body = wait_for(f"http://127.0.0.1:{port}/startup-state/", process)
-    finally:
-        log = stop(process).err
+    status, body, log = serve_once(
+        database.url, "runserver", "/startup-state/", "--noreload",
+        AUTOMIGRATE_ON_FAILURE="continue", **env,
+    )  # fmt: skip
 
     assert status == 200
     assert '"status": "failed"' in body

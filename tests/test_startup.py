@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import FreshDatabase, Server
-from tests.utils import REPO, free_port, get, run_command, start_server, stop, wait_for
+from tests.utils import REPO, free_port, get, run_command, serve_once, start_server, stop, wait_for
 
 DEVELOPMENT = {"AUTOMIGRATE_ENVIRONMENT": "development"}
 SERVED_TAGS = 3  # rows seeded by testapp.0022_seed_tags
@@ -76,12 +76,7 @@ def _pids_serving(port: int) -> set[int]:
 
 
 def test_runserver_migrates_in_its_serving_child_only(database: FreshDatabase) -> None:
-    port = free_port()
-    process = start_server(database.url, "runserver", f"127.0.0.1:{port}", **DEVELOPMENT)
-    try:
-        status, body = wait_for(f"http://127.0.0.1:{port}/tags/", process, timeout=90)
-    finally:
-        log = stop(process).err
+    status, body, log = serve_once(database.url, "runserver", "/tags/", **DEVELOPMENT)
 
     assert status == 200, body
     assert json.loads(body)["tags"] == SERVED_TAGS
@@ -209,20 +204,11 @@ def test_a_failed_blocking_run_stops_the_process_with_a_clear_error(tmp_path: Pa
 
 def test_a_failed_run_with_on_failure_continue_serves_and_says_so(tmp_path: Path) -> None:
     database = Server("sqlite", folder=tmp_path).create_database()
-    port = free_port()
-    process = start_server(
-        database.url,
-        "runserver",
-        "--noreload",
-        f"127.0.0.1:{port}",
-        AUTOMIGRATE_TEST_FAIL="0020_checkpoint",
-        AUTOMIGRATE_ON_FAILURE="continue",
+    status, body, log = serve_once(
+        database.url, "runserver", "/startup-state/", "--noreload",
+        AUTOMIGRATE_TEST_FAIL="0020_checkpoint", AUTOMIGRATE_ON_FAILURE="continue",
         **DEVELOPMENT,
-    )
-    try:
-        status, body = wait_for(f"http://127.0.0.1:{port}/startup-state/", process)
-    finally:
-        log = stop(process).err
+    )  # fmt: skip
 
     assert status == 200
     assert json.loads(body)["status"] == "failed"
@@ -231,12 +217,7 @@ def test_a_failed_run_with_on_failure_continue_serves_and_says_so(tmp_path: Path
 
 def _gunicorn_once(database_url: str, **env: str) -> tuple[dict[str, str], str]:
     """Start gunicorn (1 worker), read the startup state, stop it; (state, log)."""
-    port = free_port()
-    process = start_server(database_url, "gunicorn", "--bind", f"127.0.0.1:{port}", **env)
-    try:
-        status, body = wait_for(f"http://127.0.0.1:{port}/startup-state/", process)
-    finally:
-        log = stop(process).err
+    status, body, log = serve_once(database_url, "gunicorn", "/startup-state/", **env)
     assert status == 200, body
     state: dict[str, str] = json.loads(body)
     return state, log

@@ -169,3 +169,20 @@ def try_lock(database_url: str, wait: str, **env: str) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(out)
     report["log"] = err
     return report
+
+
+def serve_once(
+    database_url: str | None, server: str, path: str, *args: str, **env: str
+) -> tuple[int, str, str]:
+    """Start ``runserver`` or ``gunicorn`` on a free port (``args``: more of their arguments),
+    GET ``path`` once it answers, stop the server; (status, body, the server's stderr)."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    bind = (address,) if server == "runserver" else ("--bind", address)
+    process = start_server(database_url, server, *bind, *args, **env)
+    try:
+        # Returns as soon as the server answers; the time allows for a startup run first.
+        status, body = wait_for(f"http://127.0.0.1:{port}{path}", process, timeout=90)
+    finally:
+        log = stop(process).err
+    return status, body, log

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -78,7 +79,10 @@ AUTOMIGRATE: dict[str, Any] = {
     # Mail settings.ADMINS when a run fails (ADMINS and the EMAIL_* settings must be set).
     "MAIL_ADMINS_ON_FAILURE": env.bool("MAIL_ADMINS_ON_FAILURE", default=False),
 }
-ADMINS = [("Ops", address) for address in env.list("ADMINS", default=[])]
+# Django 6 takes a list of addresses; 5.2 wants (name, address) pairs.
+ADMINS: list[Any] = env.list("ADMINS", default=[])
+if django.VERSION < (6, 0):
+    ADMINS = [("Ops", address) for address in ADMINS]
 
 
 def _not_a_probe(record: Any) -> bool:
