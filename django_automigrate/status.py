@@ -31,6 +31,7 @@ from django_automigrate import metrics, startup
 from django_automigrate.conf import get_settings
 from django_automigrate.exceptions import AutomigrateError, PlanError
 from django_automigrate.history import history_alias
+from django_automigrate.locks import lock_for
 from django_automigrate.models import MigrationRun, Status
 from django_automigrate.plan import migration_label, pending_work
 
@@ -165,6 +166,14 @@ def _why_pending(alias: str, pending: tuple[str, ...]) -> str:
             f"then run 'manage.py automigrate --mark-fixed {stuck.pk}'"
         )
     if newest is not None and newest.status == Status.RUNNING:
+        if _lock_is_free(alias, newest.lock):
+            # Its process died mid-run (killed, or its connection lost); the next run will
+            # mark it abandoned. Saying "in progress" until then would mislead whoever waits.
+            return (
+                f"run #{newest.pk} on {alias} stopped before it finished (host "
+                f"{newest.host or 'unknown'}, started {_clock(newest.started_at)}): the next run "
+                f"marks it abandoned and takes over; {count}"
+            )
         return (
             f"migration in progress on {alias} since {_clock(newest.started_at)} "
             f"(run #{newest.pk}, host {newest.host or 'unknown'}); {count}"
@@ -178,12 +187,29 @@ def _why_pending(alias: str, pending: tuple[str, ...]) -> str:
     return f"{count} on {alias}"
 
 
+def _lock_is_free(alias: str, lock_name: str) -> bool:
+    """True only when the lock the run recorded is today's lock and nobody holds it. Unknown
+    (locking off, another kind of lock, the server cannot tell) is not free: a run may be on."""
+    try:
+        conf = get_settings()
+        if not conf.use_lock:
+            return False
+        lock = lock_for(connections[alias], conf, use_lock=True)
+        try:
+            return lock.name == lock_name and lock.holder() is None
+        finally:
+            lock.release()  # took nothing; closes the connection it used to ask
+    except Exception:
+        return False
+
+
 def _history(alias: str) -> tuple[MigrationRun | None, MigrationRun | None]:
     """The newest run of ``alias`` and the latest unresolved half-applied one (or None)."""
     runs = MigrationRun.objects.using(history_alias(alias)).filter(database=alias)
     runs = runs.only(
-        "id", "status", "started_at", "host", "failed_migration", "half_applied", "resolved_at"
-    )
+        "id", "status", "started_at", "host", "lock", "failed_migration", "half_applied",
+        "resolved_at",
+    )  # fmt: skip
     try:
         with _tolerating_errors(runs.db):
             newest = runs.first()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.utils import (
     finish,
     free_port,
     get,
+    run_command,
     start_command,
     start_lock_holder,
     start_server,
@@ -183,3 +185,35 @@ def test_metrics_show_the_pending_count_a_health_check_saw(
         assert _metric(text, "automigrate_pending_migrations", database="default") == pending
     finally:
         stop(server)
+
+
+def test_a_killed_run_reads_as_stopped_not_as_in_progress(database: FreshDatabase) -> None:
+    # `manage.py health_check NAME --no-http`: django-health-check's own command, in process.
+    def health() -> tuple[int, str]:
+        result = run_command(database.url, "health_check", "health-ready", "--no-http")
+        assert not LEAKS.search(result.out), result.out
+        return result.returncode, result.out.strip()
+
+    assert run_command(database.url, "migrate", "django_automigrate").returncode == 0
+    holder = start_command(database.url, "automigrate", AUTOMIGRATE_TEST_SLOW="0010_checkpoint:120")
+    try:
+        deadline = time.monotonic() + 60
+        while not any(row["status"] == "running" for row in database.history_rows()):
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+        code, out = health()
+        assert code == 1
+        assert "Unavailable: migration in progress on default since" in out, out
+    finally:
+        holder.send_signal(signal.SIGKILL)  # as the OOM killer or a node failure would
+        holder.communicate(timeout=30)
+
+    (row,) = database.history_rows()
+    code, out = health()
+    assert code == 1
+    assert re.search(
+        rf"Unavailable: run #{row['id']} on default stopped before it finished \(host .+, "
+        r"started \d\d:\d\d:\d\d \w+\): the next run marks it abandoned and takes over; "
+        r"\d+ migrations pending",
+        out,
+    ), out

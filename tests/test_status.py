@@ -188,3 +188,29 @@ def test_this_processs_own_startup_run_in_progress_is_named(
     clock = timezone.localtime(since).strftime("%H:%M:%S")
     assert reason.startswith(f"migration in progress on default since {clock}")
     assert reason.endswith("(this process's startup run); 2 migrations pending")
+
+
+def test_a_running_row_whose_lock_nobody_holds_is_a_stopped_run(two_pending: None) -> None:
+    from django.db import connection
+
+    from django_automigrate.conf import get_settings
+    from django_automigrate.locks import lock_for
+
+    lock = lock_for(connection, get_settings(), use_lock=True)
+    run = _run(Status.RUNNING, lock=lock.name)
+
+    reason = status.database_status("default").reason
+    assert reason.startswith(f"run #{run.pk} on default stopped before it finished (host web-2")
+    assert reason.endswith("the next run marks it abandoned and takes over; 2 migrations pending")
+
+    lock.acquire(1)  # a live run holds it: in progress, as the row says
+    try:
+        assert status.database_status("default").reason.startswith(
+            "migration in progress on default since"
+        )
+    finally:
+        lock.release()
+
+    # A run without the lock (--no-lock), or under another kind of lock: nothing tells.
+    MigrationRun.objects.filter(pk=run.pk).update(lock="none (locking disabled)")
+    assert "in progress" in status.database_status("default").reason

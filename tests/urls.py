@@ -12,7 +12,11 @@ urlpatterns = [
     path("tags/", views.tags),
     path("startup-state/", views.startup_state),
     # As the docs tell users to configure them: readiness with the plugin, liveness without.
-    path("health/ready/", HealthCheckView.as_view(checks=["django_automigrate.health.Migrations"])),
+    path(
+        "health/ready/",
+        HealthCheckView.as_view(checks=["django_automigrate.health.Migrations"]),
+        name="health-ready",
+    ),
     path(
         "health/other/",
         HealthCheckView.as_view(

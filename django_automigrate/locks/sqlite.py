@@ -92,12 +92,22 @@ class InMemoryLock(MigrationLock):
     def name(self) -> str:
         return "in-process lock (in-memory SQLite)"
 
+    _held = False
+
     def try_acquire(self, wait: float) -> bool:
-        return self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        acquired = (
+            self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        )
+        self._held = self._held or acquired
+        return acquired
 
     def release(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._lock.release()
+        # Only what this object took: the lock is shared by the whole process, and a
+        # threading.Lock can be released by anyone.
+        if self._held:
+            self._held = False
+            with contextlib.suppress(RuntimeError):
+                self._lock.release()
 
     def verify(self) -> None:
         pass
