@@ -123,7 +123,7 @@ def test_health_and_metrics_follow_pending_in_progress_failed_and_succeeded_runs
         ), message
 
         # 4. The next deploy waits for the lock (held by another process), then succeeds.
-        holder = start_lock_holder(database.url, 3, **env)
+        holder = start_lock_holder(database.url, 6, **env)
         succeeded = finish(start_command(database.url, "automigrate", **env))
         finish(holder)
         assert succeeded.returncode == 0, succeeded.err
