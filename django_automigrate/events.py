@@ -30,22 +30,21 @@ def ended(
     result: Any,
     *,
     trigger: str,
-    duration: float,
-    lock_wait: float,
     waited_for_lock: bool,
     pending: int | None,
     started: bool,
 ) -> None:
     """Report one database's outcome. ``result`` is a ``DatabaseResult`` (``RollbackResult``
-    for ``--rollback``), with ``alias``, ``status``, ``run_id`` and ``error``; ``started``: the
+    for ``--rollback``), with ``alias``, ``status``, ``run_id``, ``error``, ``duration`` and
+    ``lock_wait``; ``started``: the
     run began applying (:func:`started` was called for it)."""
     status = str(result.status)  # plain str for labels and comparisons
     metrics.record_run(
         alias=result.alias,
         status=status,
         trigger=trigger,
-        duration=duration,
-        lock_wait=lock_wait,
+        duration=result.duration,
+        lock_wait=result.lock_wait,
         waited_for_lock=waited_for_lock,
         pending=pending,
         started=started,

@@ -131,8 +131,6 @@ def migrate(
         events.ended(
             result,
             trigger=options.trigger,
-            duration=result.duration,
-            lock_wait=result.lock_wait,
             waited_for_lock=options.use_lock and bool(result.lock),
             pending=_left_pending(result),
             started=options.started.get(alias, False),

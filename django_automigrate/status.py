@@ -30,14 +30,13 @@ from django.utils import timezone
 from django_automigrate import metrics, startup
 from django_automigrate.conf import get_settings
 from django_automigrate.exceptions import AutomigrateError, PlanError
-from django_automigrate.history import history_alias
+from django_automigrate.history import history_alias, unresolved_half_applied
 from django_automigrate.locks import lock_for
 from django_automigrate.models import MigrationRun, Status
 from django_automigrate.plan import migration_label, pending_work
+from django_automigrate.results import FAILED_STATUSES
 
 logger = logging.getLogger("django_automigrate")
-
-FAILED_STATUSES = frozenset(s.value for s in (Status.FAILED, Status.ROLLED_BACK, Status.TIMED_OUT))
 
 Fingerprint = tuple[Any, ...] | None
 
@@ -205,19 +204,21 @@ def _lock_is_free(alias: str, lock_name: str) -> bool:
 
 def _history(alias: str) -> tuple[MigrationRun | None, MigrationRun | None]:
     """The newest run of ``alias`` and the latest unresolved half-applied one (or None)."""
-    runs = MigrationRun.objects.using(history_alias(alias)).filter(database=alias)
-    runs = runs.only(
-        "id", "status", "started_at", "host", "lock", "failed_migration", "half_applied",
-        "resolved_at",
-    )  # fmt: skip
+    using = history_alias(alias)
     try:
-        with _tolerating_errors(runs.db):
-            newest = runs.first()
-            stuck = runs.filter(half_applied=True, resolved_at__isnull=True).first()
+        with _tolerating_errors(using):
+            newest = (
+                MigrationRun.objects.using(using)
+                .filter(database=alias)
+                .only("id", "status", "started_at", "host", "lock")  # not the traceback
+                .first()
+            )
     except DatabaseError:
         # No history table, or one older than this code (its own migrations are pending and
         # the count says so): there is no history to explain the pending migrations.
         return None, None
+    with _tolerating_errors(using):  # the runner's own question, which tolerates both cases
+        stuck = unresolved_half_applied(alias)
     return newest, stuck
 
 

@@ -158,8 +158,6 @@ def roll_back(
     events.ended(
         result,
         trigger=Trigger.ROLLBACK,
-        duration=result.duration,
-        lock_wait=result.lock_wait,
         waited_for_lock=use_lock,
         pending=None,
         started=True,
