@@ -75,6 +75,23 @@ def _pids_serving(port: int) -> set[int]:
         return set(pool.map(request, range(24)))
 
 
+def _two_gunicorn_workers(
+    database_url: str, timeout: float, **env: str
+) -> tuple[int, set[int], str]:
+    """gunicorn with 2 workers, each migrating at startup: (status of the first answer within
+    ``timeout`` seconds, the worker pids that serve, the server's log)."""
+    port = free_port()
+    process = start_server(
+        database_url, "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", **env
+    )
+    try:
+        status, _ = wait_for(f"http://127.0.0.1:{port}/tags/", process, timeout=timeout)
+        served_by = _pids_serving(port)
+    finally:
+        log = stop(process).err
+    return status, served_by, log
+
+
 def test_runserver_migrates_in_its_serving_child_only(database: FreshDatabase) -> None:
     status, body, log = serve_once(database.url, "runserver", "/tags/", **DEVELOPMENT)
 
@@ -123,22 +140,9 @@ def test_a_run_longer_than_gunicorns_timeouts_ends_in_one_run_and_serving_worker
 ) -> None:
     # gunicorn's defaults: 1 sync worker... we ask for 2, so that one migrates for a minute and
     # the other waits a minute for the lock; --timeout stays at its default of 30 s.
-    port = free_port()
-    process = start_server(
-        database.url,
-        "gunicorn",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        AUTOMIGRATE_TEST_SLOW="0010_checkpoint:60",
-        **DEVELOPMENT,
+    status, served_by, log = _two_gunicorn_workers(
+        database.url, 240, AUTOMIGRATE_TEST_SLOW="0010_checkpoint:60", **DEVELOPMENT
     )
-    try:
-        status, _ = wait_for(f"http://127.0.0.1:{port}/tags/", process, timeout=240)
-        served_by = _pids_serving(port)
-    finally:
-        log = stop(process).err
 
     assert status == 200
     assert len(served_by) == 2
@@ -377,23 +381,10 @@ def test_workers_that_outwait_the_lock_timeout_keep_waiting_instead_of_stopping(
 ) -> None:
     # Stopping would not help, and in gunicorn a worker that fails to boot stops the master,
     # and with it the worker that is migrating.
-    port = free_port()
-    process = start_server(
-        database.url,
-        "gunicorn",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        AUTOMIGRATE_LOCK_TIMEOUT="2",
-        AUTOMIGRATE_TEST_SLOW="0010_checkpoint:8",
-        **DEVELOPMENT,
-    )
-    try:
-        status, _ = wait_for(f"http://127.0.0.1:{port}/tags/", process, timeout=120)
-        served_by = _pids_serving(port)
-    finally:
-        log = stop(process).err
+    status, served_by, log = _two_gunicorn_workers(
+        database.url, 120,
+        AUTOMIGRATE_LOCK_TIMEOUT="2", AUTOMIGRATE_TEST_SLOW="0010_checkpoint:8", **DEVELOPMENT,
+    )  # fmt: skip
 
     assert status == 200
     assert len(served_by) == 2

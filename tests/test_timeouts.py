@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.servers import FreshDatabase
-from tests.utils import finish, start_command
+from tests.utils import Result, finish, start_command
 
 pytestmark = pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
 
@@ -46,6 +46,17 @@ def prepare(database: FreshDatabase) -> None:
         assert result.returncode == 0, result.err
 
 
+def automigrate_with_statement_timeout(database: FreshDatabase, *, retries: int) -> Result:
+    """``automigrate --format json`` with a 0.5 s statement lock timeout and ``retries``."""
+    return finish(
+        start_command(
+            database.url, "automigrate", "--format", "json",
+            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5",
+            AUTOMIGRATE_STATEMENT_LOCK_RETRIES=str(retries),
+        )
+    )  # fmt: skip
+
+
 def test_a_statement_that_cannot_get_its_lock_times_out_and_says_so(
     database: FreshDatabase,
 ) -> None:
@@ -53,16 +64,7 @@ def test_a_statement_that_cannot_get_its_lock_times_out_and_says_so(
     before = database.migration_rows()
     holder = hold_table_lock(database, 15)
 
-    result = finish(
-        start_command(
-            database.url,
-            "automigrate",
-            "--format",
-            "json",
-            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5",
-            AUTOMIGRATE_STATEMENT_LOCK_RETRIES="1",
-        )
-    )
+    result = automigrate_with_statement_timeout(database, retries=1)
     holder.join()
 
     assert result.returncode == 4, result.err
@@ -78,16 +80,7 @@ def test_a_retry_succeeds_once_the_lock_is_released(database: FreshDatabase) -> 
     prepare(database)
     holder = hold_table_lock(database, 2)
 
-    result = finish(
-        start_command(
-            database.url,
-            "automigrate",
-            "--format",
-            "json",
-            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5",
-            AUTOMIGRATE_STATEMENT_LOCK_RETRIES="5",
-        )
-    )
+    result = automigrate_with_statement_timeout(database, retries=5)
     holder.join()
 
     assert result.returncode == 0, result.err
