@@ -9,13 +9,13 @@ __version__ = "0.1.0.dev0"
 __all__ = ["DatabaseResult", "RunResult", "__version__", "migrate"]
 
 if TYPE_CHECKING:
-    from django_automigrate.runner import DatabaseResult, RunResult, migrate
+    from django_automigrate.run.runner import DatabaseResult, RunResult, migrate
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package (INSTALLED_APPS, settings) loads no Django machinery.
     if name in ("DatabaseResult", "RunResult", "migrate"):
-        from django_automigrate import runner
+        from django_automigrate.run import runner
 
         return getattr(runner, name)
     raise AttributeError(f"module 'django_automigrate' has no attribute {name!r}")

@@ -10,7 +10,8 @@ class AutomigrateConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks; no import here touches a database.
-        from django_automigrate import checks, notify, signals, startup  # noqa: F401
+        from django_automigrate import checks, signals, startup  # noqa: F401
+        from django_automigrate.reporting import notify
 
         # MAIL_ADMINS_ON_FAILURE is read when a run fails, so the receiver is always connected.
         signals.run_failed.connect(

@@ -9,7 +9,7 @@ Every receiver gets keyword arguments (always accept ``**kwargs``: more may be a
     held and there is work to do.
 ``run_finished``
     ``alias``, ``trigger``, ``run_id`` and ``result`` (a
-    :class:`~django_automigrate.runner.DatabaseResult`, ``status == "succeeded"``). Sent when a
+    :class:`~django_automigrate.run.runner.DatabaseResult`, ``status == "succeeded"``). Sent when a
     started run ended well.
 ``run_failed``
     ``alias``, ``trigger``, ``run_id``, ``result`` and ``error`` (one line, as logged). Sent once

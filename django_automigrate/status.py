@@ -27,14 +27,15 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from django_automigrate import metrics, startup
+from django_automigrate import startup
 from django_automigrate.conf import get_settings
 from django_automigrate.exceptions import AutomigrateError, PlanError
-from django_automigrate.history import history_alias, unresolved_half_applied
 from django_automigrate.locks import lock_for
 from django_automigrate.models import MigrationRun, Status
-from django_automigrate.plan import migration_label, pending_work
-from django_automigrate.results import FAILED_STATUSES
+from django_automigrate.reporting import metrics
+from django_automigrate.run.history import history_alias, unresolved_half_applied
+from django_automigrate.run.plan import migration_label, pending_work
+from django_automigrate.run.results import FAILED_STATUSES
 
 logger = logging.getLogger("django_automigrate")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from django_automigrate import checks
 from django_automigrate.conf import KEYS
 from django_automigrate.management.commands.automigrate import Command
-from django_automigrate.runner import DatabaseResult
+from django_automigrate.run.runner import DatabaseResult
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -55,7 +55,8 @@ def test_every_json_field_of_a_database_result_is_documented() -> None:
 
 
 def test_every_metric_and_signal_is_documented() -> None:
-    from django_automigrate import metrics, signals
+    from django_automigrate import signals
+    from django_automigrate.reporting import metrics
 
     text = (DOCS / "observability.md").read_text()
     metrics._get("runs")  # creates them all

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from django_automigrate.conf import read_settings
-from django_automigrate.gating import Process, decide
+from django_automigrate.startup.gating import Process, decide
 
 
 def process(*argv: str, modules: tuple[str, ...] = (), **environ: str) -> Process:

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 
 import django_automigrate
-from django_automigrate import metrics
+from django_automigrate.reporting import metrics
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,7 @@ import pytest
 import django_automigrate
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.models import MigrationRun
-from django_automigrate.runner import DatabaseResult, RunResult
+from django_automigrate.run.runner import DatabaseResult, RunResult
 
 
 @pytest.mark.django_db

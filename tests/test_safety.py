@@ -8,7 +8,7 @@ import pytest
 from django.db import migrations, models
 from django.db.migrations.state import ModelState, ProjectState
 
-from django_automigrate.safety import CODES, operation_warnings
+from django_automigrate.run.safety import CODES, operation_warnings
 
 
 def state_with(**fields: models.Field[Any, Any]) -> ProjectState:

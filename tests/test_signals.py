@@ -13,7 +13,7 @@ from django.test import override_settings
 import django_automigrate
 from django_automigrate import signals
 from django_automigrate.models import MigrationRun
-from django_automigrate.runner import DatabaseResult
+from django_automigrate.run.runner import DatabaseResult
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

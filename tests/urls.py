@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import path
 from health_check.views import HealthCheckView
 
-from django_automigrate.metrics import metrics_view
+from django_automigrate.reporting.metrics import metrics_view
 from tests import views
 
 urlpatterns = [

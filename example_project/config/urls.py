@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, path
 from health_check.views import HealthCheckView
 
-from django_automigrate.metrics import metrics_view
+from django_automigrate.reporting.metrics import metrics_view
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),

@@ -17,14 +17,15 @@ from typing import Any, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.db import DatabaseError, connections
 
-from django_automigrate import dryrun, runner, undo_run
 from django_automigrate.conf import AutomigrateSettings, get_settings
-from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
-from django_automigrate.history import history_alias, history_table_exists, mark_fixed
 from django_automigrate.models import MigrationRun, Trigger
-from django_automigrate.output import format_dry_run, format_history, format_result
-from django_automigrate.plan import full_plan_labels, migration_label, pending_plan
+from django_automigrate.reporting.output import format_dry_run, format_history, format_result
+from django_automigrate.run import dryrun, runner
+from django_automigrate.run import rollback as undo_run
+from django_automigrate.run.database import database_exists
+from django_automigrate.run.history import history_alias, history_table_exists, mark_fixed
+from django_automigrate.run.plan import full_plan_labels, migration_label, pending_plan
 
 #: Version of the ``--format json`` documents; bumped on any incompatible change.
 JSON_SCHEMA_VERSION = 1

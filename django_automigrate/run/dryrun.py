@@ -1,6 +1,6 @@
 """``--dry-run``: what a run would do, with its SQL and warnings, touching nothing.
 
-The plan is the runner's own (:func:`~django_automigrate.plan.pending_work`); the SQL is what
+The plan is the runner's own (:func:`~django_automigrate.run.plan.pending_work`); the SQL is what
 ``sqlmigrate`` would print, generated for the whole plan in order (each migration against the
 state the ones before it leave); no lock is taken, no table is created, nothing is written.
 """
@@ -18,17 +18,17 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
 from django_automigrate.conf import AutomigrateSettings
-from django_automigrate.database import database_exists
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.locks import NoLock, lock_for
-from django_automigrate.plan import (
+from django_automigrate.run.database import database_exists
+from django_automigrate.run.plan import (
     Plan,
     full_plan_labels,
     migration_label,
     pending_work,
     run_order,
 )
-from django_automigrate.safety import SafetyWarning, operation_warnings
+from django_automigrate.run.safety import SafetyWarning, operation_warnings
 
 
 @dataclasses.dataclass

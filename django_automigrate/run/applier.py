@@ -18,9 +18,9 @@ from django.core.management.commands import migrate as django_migrate
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.migration import Migration
 
-from django_automigrate.failures import failing_operation
 from django_automigrate.locks import MigrationLock
-from django_automigrate.plan import migration_label
+from django_automigrate.run.failures import failing_operation
+from django_automigrate.run.plan import migration_label
 
 logger = logging.getLogger("django_automigrate")
 

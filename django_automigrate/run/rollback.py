@@ -20,19 +20,19 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from django_automigrate import events
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError, LockTimeout
-from django_automigrate.history import (
+from django_automigrate.locks import lock_for
+from django_automigrate.models import MigrationRun, Status, Trigger
+from django_automigrate.reporting import events
+from django_automigrate.run.history import (
     HistoryRecorder,
     history_alias,
     history_table_exists,
     unresolved_half_applied,
 )
-from django_automigrate.locks import lock_for
-from django_automigrate.models import MigrationRun, Status, Trigger
-from django_automigrate.plan import HISTORY_APP, Plan, migration_label
-from django_automigrate.rollback import first_irreversible, one_transaction, runs_in_one_transaction
+from django_automigrate.run.plan import HISTORY_APP, Plan, migration_label
+from django_automigrate.run.undo import first_irreversible, one_transaction, runs_in_one_transaction
 
 
 class RollbackRefused(AutomigrateError):

@@ -17,8 +17,8 @@ from django.db import DatabaseError
 
 from django_automigrate.conf import get_settings
 from django_automigrate.exceptions import AutomigrateError
-from django_automigrate.history import history_alias, release_label
 from django_automigrate.models import MigrationRun
+from django_automigrate.run.history import history_alias, release_label
 
 logger = logging.getLogger("django_automigrate")
 

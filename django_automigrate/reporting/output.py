@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django_automigrate.dryrun import DatabasePreview
 from django_automigrate.models import MigrationRun
-from django_automigrate.runner import (
+from django_automigrate.run.dryrun import DatabasePreview
+from django_automigrate.run.runner import (
     DATABASE_MISSING,
     LOCK_TIMEOUT,
     NEEDS_ATTENTION,

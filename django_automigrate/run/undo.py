@@ -21,10 +21,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 from django.db.migrations.operations.base import Operation
 
-from django_automigrate.applier import ApplyOutcome
 from django_automigrate.exceptions import LockLost
-from django_automigrate.failures import failing_operation
-from django_automigrate.plan import Plan
+from django_automigrate.run.applier import ApplyOutcome
+from django_automigrate.run.failures import failing_operation
+from django_automigrate.run.plan import Plan
 
 TRANSACTION = "transaction"
 REVERSE = "reverse"

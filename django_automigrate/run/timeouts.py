@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_automigrate.applier import ApplyOutcome
+from django_automigrate.db_errors import is_lock_timeout
+from django_automigrate.run.applier import ApplyOutcome
+
+__all__ = ["is_lock_timeout", "statement_lock_timeout", "with_retries"]
 
 logger = logging.getLogger("django_automigrate")
 
-POSTGRES_LOCK_NOT_AVAILABLE = "55P03"
-MYSQL_LOCK_WAIT_TIMEOUT = 1205
 MAX_BACKOFF_SECONDS = 10.0
 
 
@@ -54,24 +55,6 @@ def statement_lock_timeout(
                 cursor.execute("SELECT set_config('lock_timeout', %s, false)", [previous])
             else:
                 cursor.execute("SET SESSION lock_wait_timeout = %s", [previous])
-
-
-def is_lock_timeout(error: BaseException | None) -> bool:
-    """Whether ``error`` (or what caused it) is a statement giving up on a table lock."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if getattr(error, "sqlstate", None) == POSTGRES_LOCK_NOT_AVAILABLE:
-            return True
-        args = getattr(error, "args", ())
-        if (
-            args
-            and args[0] == MYSQL_LOCK_WAIT_TIMEOUT
-            and type(error).__module__.startswith(("MySQLdb", "django.db"))
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def with_retries(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django_automigrate.results import NOTHING_TO_DO, DatabaseResult
+from django_automigrate.run.results import NOTHING_TO_DO, DatabaseResult
 
 logger = logging.getLogger("django_automigrate")
 

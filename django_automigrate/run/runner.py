@@ -18,10 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from django_automigrate import events
-from django_automigrate.applier import ApplyOutcome, apply_plan
 from django_automigrate.conf import AutomigrateSettings, get_settings
-from django_automigrate.database import ensure_database
 from django_automigrate.exceptions import (
     AutomigrateError,
     ConfigurationError,
@@ -29,11 +26,15 @@ from django_automigrate.exceptions import (
     LockTimeout,
     PlanError,
 )
-from django_automigrate.history import HistoryRecorder, unresolved_half_applied
 from django_automigrate.locks import MigrationLock, lock_for
 from django_automigrate.models import MigrationRun, Status, Trigger
-from django_automigrate.plan import HISTORY_APP, migration_label, pending_work, run_order
-from django_automigrate.results import (
+from django_automigrate.reporting import events
+from django_automigrate.reporting.runlog import log_summary, wait_logger
+from django_automigrate.run.applier import ApplyOutcome, apply_plan
+from django_automigrate.run.database import ensure_database
+from django_automigrate.run.history import HistoryRecorder, unresolved_half_applied
+from django_automigrate.run.plan import HISTORY_APP, migration_label, pending_work, run_order
+from django_automigrate.run.results import (
     DATABASE_MISSING,
     FAILED_STATUSES,
     LOCK_TIMEOUT,
@@ -44,9 +45,8 @@ from django_automigrate.results import (
     RunResult,
     describe_error,
 )
-from django_automigrate.rollback import apply_undoably
-from django_automigrate.runlog import log_summary, wait_logger
-from django_automigrate.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
+from django_automigrate.run.timeouts import is_lock_timeout, statement_lock_timeout, with_retries
+from django_automigrate.run.undo import apply_undoably
 
 __all__ = [
     "DATABASE_MISSING",

@@ -12,8 +12,9 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from django_automigrate import metrics, signals
+from django_automigrate import signals
 from django_automigrate.models import MigrationRun
+from django_automigrate.reporting import metrics
 
 logger = logging.getLogger("django_automigrate")
 

@@ -33,8 +33,8 @@ from django.utils import timezone
 
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.exceptions import AutomigrateError, StartupFailed
-from django_automigrate.gating import Decision, Process, decide
 from django_automigrate.models import Trigger
+from django_automigrate.startup.gating import Decision, Process, decide
 
 logger = logging.getLogger("django_automigrate")
 
@@ -54,7 +54,7 @@ class StartupState:
     reason: str = ""
     started_at: datetime.datetime | None = None
     finished_at: datetime.datetime | None = None
-    #: The runner's result (:class:`~django_automigrate.runner.RunResult`) once the run ended.
+    #: The runner's result (:class:`~django_automigrate.run.runner.RunResult`) once the run ended.
     result: Any = None
     error: str = ""
 
@@ -154,8 +154,8 @@ def _after_ready(callback: Callable[[], None]) -> None:
 def _start_thread(callback: Callable[[], None]) -> None:
     # What the run imports is imported here, before any fork: a module imported by the thread
     # while the process forks can register fork handlers halfway (filelock does).
-    from django_automigrate import runner  # noqa: F401
     from django_automigrate.locks import sqlite  # noqa: F401
+    from django_automigrate.run import runner  # noqa: F401
 
     thread = threading.Thread(
         target=_after_ready, args=(callback,), name="django-automigrate", daemon=True
@@ -169,7 +169,7 @@ def _start_thread(callback: Callable[[], None]) -> None:
 def _run(conf: AutomigrateSettings, *, may_stop: bool) -> None:
     """The startup run. ``may_stop``: it runs in the thread that loads Django, so raising
     stops the process (a thread of its own cannot)."""
-    from django_automigrate import runner
+    from django_automigrate.run import runner
 
     _set_state(status=IN_PROGRESS, started_at=timezone.now())
     try:

@@ -1,0 +1,79 @@
+"""What a database error means, the same for every driver Django supports.
+
+Django wraps driver errors (``django.db.utils.OperationalError`` with the driver's exception as
+``__cause__``), and each driver names the server's code differently: psycopg 3 ``sqlstate``,
+psycopg2 ``pgcode``, mysqlclient and PyMySQL ``args[0]``. Every classification goes through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+#: PostgreSQL SQLSTATEs.
+PG_LOCK_NOT_AVAILABLE = "55P03"
+PG_QUERY_CANCELED = "57014"
+#: Class 08 (connection exceptions) and 57P01 to 57P05 (admin shutdown, terminated, idle timeouts).
+PG_CONNECTION_LOST_PREFIXES = ("08", "57P")
+
+#: MySQL/MariaDB error numbers.
+MYSQL_LOCK_WAIT_TIMEOUT = 1205
+MYSQL_QUERY_INTERRUPTED = 1317
+MYSQL_STATEMENT_TIMEOUT = (3024, 1969)  # MySQL max_execution_time, MariaDB max_statement_time
+#: Server gone away, lost connection, connection killed (KILL), and the client errors for them.
+MYSQL_CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
+
+_MYSQL_MODULES = ("MySQLdb", "pymysql", "mysql.connector", "django.db")
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def sqlstate(error: BaseException | None) -> str | None:
+    """The PostgreSQL SQLSTATE of ``error`` or of what caused it (psycopg 3 and psycopg2)."""
+    for link in _chain(error):
+        code = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+    return None
+
+
+def mysql_errno(error: BaseException | None) -> int | None:
+    """The MySQL/MariaDB error number of ``error`` or its cause (mysqlclient and PyMySQL)."""
+    for link in _chain(error):
+        args = getattr(link, "args", ())
+        if (
+            args
+            and isinstance(args[0], int)
+            and not isinstance(args[0], bool)
+            and type(link).__module__.startswith(_MYSQL_MODULES)
+        ):
+            return args[0]
+    return None
+
+
+def is_lock_timeout(error: BaseException | None) -> bool:
+    """A statement that gave up waiting for a lock (``lock_timeout``, ``lock_wait_timeout``)."""
+    return sqlstate(error) == PG_LOCK_NOT_AVAILABLE or mysql_errno(error) == MYSQL_LOCK_WAIT_TIMEOUT
+
+
+def is_connection_lost(error: BaseException | None) -> bool:
+    """The connection itself ended: terminated by an operator, timed out by the server, cut."""
+    code = sqlstate(error)
+    if code is not None:
+        return code.startswith(PG_CONNECTION_LOST_PREFIXES)
+    errno = mysql_errno(error)
+    if errno is not None:
+        return errno in MYSQL_CONNECTION_LOST
+    for link in _chain(error):
+        # psycopg reports a connection closed under it without a SQLSTATE.
+        text = str(link).lower()
+        if type(link).__name__ in ("InterfaceError", "OperationalError") and (
+            "closed" in text or "terminat" in text or "lost" in text or "gone away" in text
+        ):
+            return True
+    return False

@@ -1,0 +1,1 @@
+"""What a run tells the world at its end: logs, signals, metrics, mail."""

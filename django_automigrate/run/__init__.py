@@ -1,0 +1,1 @@
+"""The run session: plan → lock → apply → record → report, one database at a time."""
