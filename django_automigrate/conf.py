@@ -8,7 +8,9 @@ Nothing is cached and nothing is written into ``django.conf.settings``: every ca
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -76,43 +78,133 @@ def _optional_environment(value: Any) -> str | None:
     return None if value is None else _choice(ENVIRONMENTS)(value)
 
 
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidValue("automigrate.E003", "a number of seconds (int or float)")
-    if value < 0 or value != value or value == float("inf"):
-        raise InvalidValue("automigrate.E007", "a finite number of seconds, 0 or more")
-    return float(value)
+# --- numbers: each numeric key and flag has one Bounds, checked alike wherever the value comes from
+
+MINUTE: Final = 60
+HOUR: Final = 60 * MINUTE
+DAY: Final = 24 * HOUR
+
+# A number as people write one in an environment variable or on the command line: ASCII digits,
+# an optional sign, fraction and exponent. Not "inf", "nan", "1_000" or non-ASCII digits, which
+# float() and int() would take; blanks around it are stripped, blanks inside are an error.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+# A longer whole number is beyond every bound below; int() is not asked (past 4300 digits it
+# raises an error of its own).
+_MAX_DIGITS = 40
 
 
-def _optional_seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    seconds = _seconds(value)
-    if seconds == 0:
-        raise InvalidValue("automigrate.E007", "None (no limit) or more than 0 seconds")
-    return seconds
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a numeric key or flag: ``low`` to ``high``, both included (``low``
+    excluded when ``above_low``); ``whole``: an int, else a number of seconds."""
+
+    low: int | float
+    high: int | float
+    whole: bool = False
+    above_low: bool = False
+
+    def contains(self, number: int | float) -> bool:
+        if isinstance(number, float) and not math.isfinite(number):
+            return False
+        above = number > self.low if self.above_low else number >= self.low
+        return above and number <= self.high
+
+    def describe(self) -> str:
+        if self.whole:
+            return f"a whole number from {self.low} to {self.high}"
+        low, high = _plain(self.low), f"{_plain(self.high)} ({_span(self.high)})"
+        if self.above_low:
+            return f"a number of seconds above {low}, at most {high}"
+        return f"a number of seconds from {low} to {high}"
 
 
-def _positive_seconds(value: Any) -> float:
-    seconds = _seconds(value)
-    if seconds < 1:
-        raise InvalidValue("automigrate.E007", "1 second or more")
-    return seconds
+def _plain(number: int | float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _env_positive_seconds(raw: str) -> float:
+def _span(seconds: int | float) -> str:
+    for size, unit in ((DAY, "day"), (HOUR, "hour"), (MINUTE, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{_plain(seconds)} s"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened: 10**400 or a pasted blob must not flood the message (and an
+    int of more than 4300 digits cannot even be turned into text)."""
     try:
-        return _positive_seconds(_env_seconds(raw))
-    except InvalidValue:
-        raise InvalidValue("automigrate.E006", "a number of seconds, 1 or more") from None
+        text = repr(value)
+    except Exception:  # a repr() that fails says nothing: the type does
+        if isinstance(value, int):
+            return f"an int of {value.bit_length()} bits"
+        return f"a {type(value).__name__}"
+    if len(text) > limit:
+        return f"{text[: limit - 1]}… ({len(text)} characters)"
+    return text
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValue("automigrate.E003", "a whole number")
-    if value < 0:
-        raise InvalidValue("automigrate.E007", "0 or more")
-    return value
+def parse_number(raw: str, bounds: Bounds) -> int | float:
+    """A number written as text (environment variable, command flag), within ``bounds``.
+
+    Raises :class:`InvalidValue` (``automigrate.E006``) saying what is allowed.
+    """
+    text = raw.strip()
+    pattern = _WHOLE if bounds.whole else _DECIMAL
+    if not pattern.fullmatch(text) or (bounds.whole and len(text) > _MAX_DIGITS):
+        raise InvalidValue("automigrate.E006", bounds.describe())
+    number = int(text) if bounds.whole else float(text)  # "1e400" is inf: out of bounds
+    if not bounds.contains(number):
+        raise InvalidValue("automigrate.E006", bounds.describe())
+    return number
+
+
+def _number(bounds: Bounds) -> Callable[[Any], int | float]:
+    """The validator of a numeric key's value in the settings dict."""
+
+    def validate(value: Any) -> int | float:
+        if bounds.whole:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidValue("automigrate.E003", "a whole number (an int)")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidValue("automigrate.E003", "a number of seconds (int or float)")
+        # Compared before float(): an int such as 10**400 has no float.
+        if not bounds.contains(value):
+            raise InvalidValue("automigrate.E007", bounds.describe())
+        return value if bounds.whole else float(value)
+
+    return validate
+
+
+def _optional_number(bounds: Bounds) -> Callable[[Any], Any]:
+    validate = _number(bounds)
+
+    def validate_optional(value: Any) -> int | float | None:
+        if value is None:
+            return None
+        try:
+            return validate(value)
+        except InvalidValue as exc:
+            raise InvalidValue(exc.check_id, f"None (no limit) or {exc.allowed}") from None
+
+    return validate_optional
+
+
+def _env_number(bounds: Bounds) -> Callable[[str], Any]:
+    return lambda raw: parse_number(raw, bounds)
+
+
+def _env_optional_number(bounds: Bounds) -> Callable[[str], Any]:
+    def parse(raw: str) -> int | float | None:
+        if raw.strip().lower() in ("", "none", "off"):
+            return None
+        try:
+            return parse_number(raw, bounds)
+        except InvalidValue as exc:
+            raise InvalidValue(exc.check_id, f"{exc.allowed}, or none (no limit)") from None
+
+    return parse
 
 
 def _aliases(value: Any) -> tuple[str, ...] | Literal["__all__"]:
@@ -159,33 +251,6 @@ def _env_optional_environment(raw: str) -> str | None:
     return None if raw.strip() == "" else _env_choice(ENVIRONMENTS)(raw)
 
 
-def _env_seconds(raw: str) -> float:
-    try:
-        number = float(raw.strip())
-    except ValueError:
-        raise InvalidValue("automigrate.E006", "a number of seconds, 0 or more") from None
-    try:
-        return _seconds(number)
-    except InvalidValue:
-        raise InvalidValue("automigrate.E006", "a finite number of seconds, 0 or more") from None
-
-
-def _env_optional_seconds(raw: str) -> float | None:
-    if raw.strip().lower() in ("", "none", "off"):
-        return None
-    try:
-        return _optional_seconds(_env_seconds(raw))
-    except InvalidValue:
-        raise InvalidValue("automigrate.E006", "a number of seconds above 0, or none") from None
-
-
-def _env_count(raw: str) -> int:
-    try:
-        return _count(int(raw.strip()))
-    except (ValueError, InvalidValue):
-        raise InvalidValue("automigrate.E006", "a whole number, 0 or more") from None
-
-
 def _env_aliases(raw: str) -> tuple[str, ...] | Literal["__all__"]:
     if raw.strip() == ALL_DATABASES:
         return ALL_DATABASES
@@ -203,6 +268,17 @@ class Key:
     validate: Callable[[Any], Any]
     parse_env: Callable[[str], Any]
     doc: str
+    #: The range of a numeric key (None for the others).
+    bounds: Bounds | None = None
+
+
+def _numeric(name: str, default: Any, bounds: Bounds, doc: str, *, optional: bool = False) -> Key:
+    """A numeric key: its validators follow from its bounds."""
+    if optional:
+        return Key(
+            name, default, _optional_number(bounds), _env_optional_number(bounds), doc, bounds
+        )
+    return Key(name, default, _number(bounds), _env_number(bounds), doc, bounds)
 
 
 KEYS: tuple[Key, ...] = (
@@ -225,7 +301,15 @@ KEYS: tuple[Key, ...] = (
     Key("MODE", "blocking", _choice(MODES), _env_choice(MODES), "blocking or background"),
     Key("DATABASES", ("default",), _aliases, _env_aliases, "aliases migrated, in order"),
     Key("USE_LOCK", True, _bool, _env_bool, "take the migration lock"),
-    Key("LOCK_TIMEOUT", 300.0, _seconds, _env_seconds, "seconds to wait for the lock"),
+    _numeric(
+        "LOCK_TIMEOUT",
+        300.0,
+        # At most 7 days. A deploy still waiting after a week for another's migrations is stuck,
+        # not patient; and 7 days in milliseconds (6.048e8) stays within the 32-bit int of
+        # PostgreSQL's lock_timeout (about 24.8 days), should a wait ever be handed to it whole.
+        Bounds(0, 7 * DAY),
+        "seconds to wait for the lock",
+    ),
     Key(
         "LOCK_BACKEND",
         "auto",
@@ -233,11 +317,14 @@ KEYS: tuple[Key, ...] = (
         _env_choice(LOCK_BACKENDS),
         "auto (native lock) or table",
     ),
-    Key(
+    _numeric(
         "LOCK_LEASE",
         60.0,
-        _positive_seconds,
-        _env_positive_seconds,
+        # 1 second to 1 day. A dead holder keeps every other process out for up to one lease, so
+        # a lease longer than a day turns a crash into a day without deploys (Consul caps its
+        # session TTL at a day too); below a second the heartbeat (every LOCK_LEASE / 3) cannot
+        # keep up with a database round trip.
+        Bounds(1, DAY),
         "table lock: seconds a lease lasts unless its heartbeat renews it",
     ),
     Key("LOG_DETAILS", True, _bool, _env_bool, "log each migration"),
@@ -257,14 +344,25 @@ KEYS: tuple[Key, ...] = (
         "create a missing database; derived from ENVIRONMENT when unset",
     ),
     Key("HISTORY", True, _bool, _env_bool, "record runs in MigrationRun"),
-    Key(
+    _numeric(
         "STATEMENT_LOCK_TIMEOUT",
         None,
-        _optional_seconds,
-        _env_optional_seconds,
+        # Above 0 (0 would mean "no limit" to both servers: that is None) and at most 1 day:
+        # PostgreSQL's lock_timeout is milliseconds in a 32-bit int (at most about 24.8 days),
+        # MySQL's lock_wait_timeout at most 31536000 s (a year), and a statement that queues
+        # production queries behind it for longer than a day is what this key exists to stop.
+        Bounds(0, DAY, above_low=True),
         "seconds a DDL statement may wait for table locks; None: no limit",
+        optional=True,
     ),
-    Key("STATEMENT_LOCK_RETRIES", 3, _count, _env_count, "retries after a statement lock timeout"),
+    _numeric(
+        "STATEMENT_LOCK_RETRIES",
+        3,
+        # At most 100: each retry runs the migration again after a pause (up to 10 s) and a
+        # wait of up to STATEMENT_LOCK_TIMEOUT; past 100, retrying is waiting forever in disguise.
+        Bounds(0, 100, whole=True),
+        "retries after a statement lock timeout",
+    ),
     Key(
         "MAIL_ADMINS_ON_FAILURE",
         False,
@@ -274,6 +372,27 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 KEYS_BY_NAME: Mapping[str, Key] = {key.name: key for key in KEYS}
+
+
+def bounds_of(name: str) -> Bounds:
+    bounds = KEYS_BY_NAME[name].bounds
+    assert bounds is not None, name
+    return bounds
+
+
+#: A recorded run's id (``--rollback RUN_ID``, ``--mark-fixed RUN_ID``): MigrationRun's key is a
+#: BigAutoField, so no run has a larger id, and a database driver could not even send one.
+RUN_ID_BOUNDS: Final = Bounds(1, 2**63 - 1, whole=True)
+
+#: The command's numeric flags, bounded here beside the keys they override or stand with.
+FLAG_BOUNDS: Mapping[str, Bounds] = {
+    "--lock-timeout": bounds_of("LOCK_TIMEOUT"),
+    # --history N shows runs to read, not an export (the admin and the MigrationRun model are
+    # for that): past 100000 runs the text is unreadable and the JSON megabytes long.
+    "--history": Bounds(1, 100_000, whole=True),
+    "--rollback": RUN_ID_BOUNDS,
+    "--mark-fixed": RUN_ID_BOUNDS,
+}
 
 
 @dataclass(frozen=True)
@@ -321,19 +440,24 @@ def read_settings(
         problems.append(
             Problem(
                 "automigrate.E001",
-                f"AUTOMIGRATE must be a dict, not {type(raw).__name__} ({raw!r}).",
+                f"AUTOMIGRATE must be a dict, not {type(raw).__name__} ({shown(raw)}).",
                 "Set AUTOMIGRATE = {...} in settings.py, or remove it to use the defaults.",
             )
         )
         raw = {}
     for name in raw:
         if name not in KEYS_BY_NAME:
-            close = difflib.get_close_matches(str(name), KEYS_BY_NAME, n=1)
+            spelled = str(name).strip().upper()
+            close = (
+                [spelled]
+                if spelled in KEYS_BY_NAME
+                else difflib.get_close_matches(spelled, KEYS_BY_NAME, n=1)
+            )
             hint = f"Did you mean {close[0]!r}? " if close else ""
             problems.append(
                 Problem(
                     "automigrate.E002",
-                    f"AUTOMIGRATE has an unknown key {name!r}.",
+                    f"AUTOMIGRATE has an unknown key {shown(name)}.",
                     hint + "Known keys: " + ", ".join(KEYS_BY_NAME) + ".",
                 )
             )
@@ -348,7 +472,7 @@ def read_settings(
                 problems.append(
                     Problem(
                         exc.check_id,
-                        f"AUTOMIGRATE[{key.name!r}] is {raw[key.name]!r}; "
+                        f"AUTOMIGRATE[{key.name!r}] is {shown(raw[key.name])}; "
                         f"it must be {exc.allowed}.",
                         f"Fix AUTOMIGRATE[{key.name!r}] in settings.py (default: {key.default!r}).",
                     )
@@ -362,7 +486,7 @@ def read_settings(
                 problems.append(
                     Problem(
                         "automigrate.E006",
-                        f"Environment variable {variable}={environ_[variable]!r} is invalid; "
+                        f"Environment variable {variable}={shown(environ_[variable])} is invalid; "
                         f"it must be {exc.allowed}.",
                         f"Fix or unset {variable}.",
                     )

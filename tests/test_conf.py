@@ -5,7 +5,15 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from django_automigrate.conf import AutomigrateSettings, get_settings, read_settings
+from django_automigrate.conf import (
+    FLAG_BOUNDS,
+    KEYS,
+    KEYS_BY_NAME,
+    AutomigrateSettings,
+    get_settings,
+    read_settings,
+    shown,
+)
 from django_automigrate.exceptions import ConfigurationError
 
 
@@ -75,6 +83,17 @@ def test_environment_beats_settings_beats_default() -> None:
         ("DATABASES", " default ,default", "databases", ("default", "default")),
         ("DATABASES", "__all__", "databases", "__all__"),
         ("LOCK_TIMEOUT", "0", "lock_timeout", 0.0),
+        ("LOCK_TIMEOUT", " 10 ", "lock_timeout", 10.0),  # blanks around it are stripped
+        ("LOCK_TIMEOUT", "1e3", "lock_timeout", 1000.0),
+        ("LOCK_TIMEOUT", "+.5", "lock_timeout", 0.5),
+        ("LOCK_TIMEOUT", "604800", "lock_timeout", 604800.0),
+        ("LOCK_LEASE", "1", "lock_lease", 1.0),
+        ("LOCK_LEASE", "86400", "lock_lease", 86400.0),
+        ("STATEMENT_LOCK_TIMEOUT", "0.001", "statement_lock_timeout", 0.001),
+        ("STATEMENT_LOCK_TIMEOUT", "86400", "statement_lock_timeout", 86400.0),
+        ("STATEMENT_LOCK_TIMEOUT", " none ", "statement_lock_timeout", None),
+        ("STATEMENT_LOCK_RETRIES", "0", "statement_lock_retries", 0),
+        ("STATEMENT_LOCK_RETRIES", " 100 ", "statement_lock_retries", 100),
         ("ENVIRONMENT", "staging", "environment", "staging"),
         ("CREATE_DATABASE", "true", "create_database", True),
         ("ON_FAILURE", "continue", "on_failure", "continue"),
@@ -100,6 +119,33 @@ def test_environment_variables_are_parsed(
         ("ON_STARTUP", "sometimes"),
         ("DATABASES", " , "),
         ("ENVIRONMENT", "prod"),
+        # Numbers: what float() and int() would take but a person does not mean, and what is
+        # out of range.
+        ("LOCK_TIMEOUT", "nan"),
+        ("LOCK_TIMEOUT", "Infinity"),
+        ("LOCK_TIMEOUT", "-inf"),
+        ("LOCK_TIMEOUT", "1e400"),
+        ("LOCK_TIMEOUT", "1e300"),
+        ("LOCK_TIMEOUT", "604801"),
+        ("LOCK_TIMEOUT", ""),
+        ("LOCK_TIMEOUT", "1 0"),
+        ("LOCK_TIMEOUT", "1_0"),
+        ("LOCK_TIMEOUT", "\u0661\u0660"),  # Arabic-Indic digits
+        ("LOCK_TIMEOUT", "0x10"),
+        ("LOCK_TIMEOUT", "10s"),
+        ("LOCK_LEASE", "0.5"),
+        ("LOCK_LEASE", "86401"),
+        ("LOCK_LEASE", "inf"),
+        ("STATEMENT_LOCK_TIMEOUT", "0"),
+        ("STATEMENT_LOCK_TIMEOUT", "nan"),
+        ("STATEMENT_LOCK_TIMEOUT", "1e400"),
+        ("STATEMENT_LOCK_TIMEOUT", "86401"),
+        ("STATEMENT_LOCK_RETRIES", "3.0"),
+        ("STATEMENT_LOCK_RETRIES", "1e2"),
+        ("STATEMENT_LOCK_RETRIES", "-1"),
+        ("STATEMENT_LOCK_RETRIES", "101"),
+        ("STATEMENT_LOCK_RETRIES", "9" * 5000),  # int() alone would refuse to read it
+        ("STATEMENT_LOCK_RETRIES", "inf"),
     ],
 )
 def test_invalid_environment_variables_are_reported_by_name(variable: str, raw: str) -> None:
@@ -107,7 +153,7 @@ def test_invalid_environment_variables_are_reported_by_name(variable: str, raw: 
 
     assert ids(problems) == ["automigrate.E006"]
     assert f"AUTOMIGRATE_{variable}" in problems[0].msg
-    assert repr(raw) in problems[0].msg
+    assert shown(raw) in problems[0].msg  # repr(raw), shortened past 60 characters
     # The bad value never takes effect: the default does.
     assert conf == read_settings({})[0]
 
@@ -131,6 +177,45 @@ def test_invalid_environment_variables_are_reported_by_name(variable: str, raw: 
         ({"LOCK_TIMEOUT": -5}, "automigrate.E007"),
         ({"LOCK_TIMEOUT": float("nan")}, "automigrate.E007"),
         ({"LOCK_TIMOUT": 10}, "automigrate.E002"),
+        # Every numeric key: wrong type, infinities, NaN, negative, and too large to use.
+        ({"LOCK_TIMEOUT": None}, "automigrate.E003"),
+        ({"LOCK_TIMEOUT": float("inf")}, "automigrate.E007"),
+        ({"LOCK_TIMEOUT": float("-inf")}, "automigrate.E007"),
+        ({"LOCK_TIMEOUT": 10**400}, "automigrate.E007"),  # no float: was an OverflowError
+        ({"LOCK_TIMEOUT": 1e300}, "automigrate.E007"),
+        ({"LOCK_TIMEOUT": 7 * 86400 + 1}, "automigrate.E007"),
+        ({"LOCK_LEASE": "60"}, "automigrate.E003"),
+        ({"LOCK_LEASE": 0.5}, "automigrate.E007"),
+        ({"LOCK_LEASE": 86400.5}, "automigrate.E007"),
+        ({"LOCK_LEASE": float("inf")}, "automigrate.E007"),
+        ({"LOCK_LEASE": float("nan")}, "automigrate.E007"),
+        ({"LOCK_LEASE": 10**400}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_TIMEOUT": False}, "automigrate.E003"),
+        ({"STATEMENT_LOCK_TIMEOUT": 0}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_TIMEOUT": -1}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_TIMEOUT": 86401}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_TIMEOUT": float("inf")}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_TIMEOUT": float("nan")}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_TIMEOUT": 10**400}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_RETRIES": 3.0}, "automigrate.E003"),
+        ({"STATEMENT_LOCK_RETRIES": True}, "automigrate.E003"),
+        ({"STATEMENT_LOCK_RETRIES": "3"}, "automigrate.E003"),
+        ({"STATEMENT_LOCK_RETRIES": float("inf")}, "automigrate.E003"),
+        ({"STATEMENT_LOCK_RETRIES": -1}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_RETRIES": 101}, "automigrate.E007"),
+        ({"STATEMENT_LOCK_RETRIES": 10**400}, "automigrate.E007"),
+        # The other keys: weird types.
+        ({"USE_LOCK": "False"}, "automigrate.E003"),
+        ({"HISTORY": None}, "automigrate.E003"),
+        ({"CREATE_DATABASE": "yes"}, "automigrate.E003"),
+        ({"DATABASES": {"default": {}}}, "automigrate.E003"),
+        ({"DATABASES": {"default"}}, "automigrate.E003"),
+        ({"DATABASES": ["default", 1]}, "automigrate.E003"),
+        ({"DATABASES": ["default", ""]}, "automigrate.E003"),
+        ({"ENVIRONMENT": 1}, "automigrate.E004"),
+        ({"MODE": ["blocking"]}, "automigrate.E004"),
+        ({"lock_timeout": 10}, "automigrate.E002"),
+        ({1: 10}, "automigrate.E002"),
     ],
 )
 def test_each_invalid_value_has_its_check_id(settings_value: dict[str, Any], check_id: str) -> None:
@@ -187,3 +272,74 @@ def test_a_misspelt_environment_variable_is_a_warning() -> None:
     assert "AUTOMIGRATE_LOCK_TIMOUT" in problems[0].msg
     assert problems[0].hint == "Did you mean AUTOMIGRATE_LOCK_TIMEOUT?"
     assert conf.lock_timeout == 300.0
+
+
+@pytest.mark.parametrize(
+    ("settings_value", "attribute", "expected"),
+    [
+        ({"LOCK_TIMEOUT": 0}, "lock_timeout", 0.0),
+        ({"LOCK_TIMEOUT": 7 * 86400}, "lock_timeout", 604800.0),
+        ({"LOCK_LEASE": 1}, "lock_lease", 1.0),
+        ({"LOCK_LEASE": 86400.0}, "lock_lease", 86400.0),
+        ({"STATEMENT_LOCK_TIMEOUT": 0.001}, "statement_lock_timeout", 0.001),
+        ({"STATEMENT_LOCK_TIMEOUT": 86400}, "statement_lock_timeout", 86400.0),
+        ({"STATEMENT_LOCK_RETRIES": 0}, "statement_lock_retries", 0),
+        ({"STATEMENT_LOCK_RETRIES": 100}, "statement_lock_retries", 100),
+    ],
+)
+def test_the_bounds_themselves_are_allowed(
+    settings_value: dict[str, Any], attribute: str, expected: object
+) -> None:
+    with override_settings(AUTOMIGRATE=settings_value):
+        conf, problems = read_settings({})
+
+    assert (problems, getattr(conf, attribute)) == ([], expected)
+
+
+@override_settings(AUTOMIGRATE={"LOCK_TIMEOUT": 10**400})
+def test_a_huge_value_is_named_shortened() -> None:
+    conf, problems = read_settings({})
+
+    assert [(p.id, p.msg) for p in problems] == [
+        (
+            "automigrate.E007",
+            "AUTOMIGRATE['LOCK_TIMEOUT'] is 1" + "0" * 58 + "… (401 characters); "
+            "it must be a number of seconds from 0 to 604800 (7 days).",
+        )
+    ]
+    assert conf.lock_timeout == 300.0
+
+
+@override_settings(AUTOMIGRATE={"STATEMENT_LOCK_RETRIES": 10**5000})
+def test_an_int_too_long_for_text_is_described_by_its_size() -> None:
+    _, problems = read_settings({})
+
+    assert "is an int of 16610 bits;" in problems[0].msg
+
+
+@override_settings(AUTOMIGRATE={"lock_timeout": 10})
+def test_a_key_in_lower_case_suggests_the_key() -> None:
+    _, problems = read_settings({})
+
+    assert problems[0].hint.startswith("Did you mean 'LOCK_TIMEOUT'?")
+
+
+def test_every_numeric_key_is_bounded_and_the_flags_share_the_key_bounds() -> None:
+    numeric = [key.name for key in KEYS if key.bounds is not None]
+
+    assert numeric == [
+        "LOCK_TIMEOUT",
+        "LOCK_LEASE",
+        "STATEMENT_LOCK_TIMEOUT",
+        "STATEMENT_LOCK_RETRIES",
+    ]
+    # Every other key's default is no number (so no numeric key lacks bounds).
+    assert not [
+        key.name
+        for key in KEYS
+        if key.bounds is None
+        and isinstance(key.default, int | float)
+        and not isinstance(key.default, bool)
+    ]
+    assert FLAG_BOUNDS["--lock-timeout"] is KEYS_BY_NAME["LOCK_TIMEOUT"].bounds
+    assert set(FLAG_BOUNDS) == {"--lock-timeout", "--history", "--rollback", "--mark-fixed"}

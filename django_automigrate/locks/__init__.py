@@ -39,11 +39,9 @@ def lock_for(
 
         return MySQLNamedLock(connection)
     if vendor == "sqlite":
-        from django_automigrate.locks.sqlite import InMemoryLock, SQLiteFileLock
+        from django_automigrate.locks.sqlite import sqlite_lock
 
-        if connection.is_in_memory_db():  # type: ignore[attr-defined]
-            return InMemoryLock(connection)
-        return SQLiteFileLock(connection)
+        return sqlite_lock(connection)
     raise ConfigurationError(
         f"Database {connection.alias!r} uses the {vendor!r} backend, which has no native "
         "migration lock. Use AUTOMIGRATE['LOCK_BACKEND'] = 'table' (a lease row), or "

@@ -11,11 +11,12 @@ import copy
 import logging
 from pathlib import Path
 
-from django.db import DatabaseError
+from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
 from django_automigrate.exceptions import AutomigrateError, DatabaseMissing
+from django_automigrate.locks.sqlite import database_identity, is_in_memory
 
 logger = logging.getLogger("django_automigrate")
 
@@ -23,13 +24,11 @@ MAINTENANCE_DATABASES = {"postgresql": ("postgres", "template1"), "mysql": ("",)
 
 
 def sqlite_path(connection: BaseDatabaseWrapper) -> Path | None:
-    """The SQLite database file, or None for an in-memory database."""
-    if connection.is_in_memory_db():  # type: ignore[attr-defined]
+    """The SQLite database file, every symlink resolved (``NAME`` may be a path or a ``file:``
+    URI), or None for an in-memory database."""
+    if is_in_memory(connection):
         return None
-    name = str(connection.settings_dict["NAME"])
-    if name.startswith("file:"):
-        name = name[len("file:") :].split("?", 1)[0]
-    return Path(name)
+    return database_identity(connection.settings_dict["NAME"])
 
 
 def database_exists(connection: BaseDatabaseWrapper) -> bool:
@@ -44,7 +43,7 @@ def database_exists(connection: BaseDatabaseWrapper) -> bool:
         return path is None or path.exists()
     try:
         connection.ensure_connection()
-    except DatabaseError as error:
+    except Error as error:
         if connection.vendor not in MAINTENANCE_DATABASES:
             raise
         try:
@@ -56,7 +55,7 @@ def database_exists(connection: BaseDatabaseWrapper) -> bool:
         try:
             # Listed now: another process may have created it a moment ago. Once more.
             connection.ensure_connection()
-        except DatabaseError:
+        except Error:
             raise error from None  # it exists: the connection error is the real problem
     return True
 
@@ -113,7 +112,7 @@ def _create_server_database(connection: BaseDatabaseWrapper) -> None:
                 charset = connection.settings_dict.get("OPTIONS", {}).get("charset")
                 suffix = f" CHARACTER SET {charset}" if charset else ""
                 cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quoted}{suffix}")
-    except DatabaseError as exc:
+    except Error as exc:
         # Processes that race to create it fail with "already exists" (42P04) or, when their
         # CREATE DATABASE statements overlap, a unique violation in pg_database: what counts is
         # whether the database is there now.
@@ -151,7 +150,7 @@ class _maintenance_connection:
             wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(settings_dict, "__maintenance__")
             try:
                 wrapper.ensure_connection()
-            except DatabaseError as exc:
+            except Error as exc:
                 errors.append(f"{name or '(no database)'}: {exc}")
                 continue
             self.wrapper = wrapper

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connections
+from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
@@ -116,7 +116,7 @@ def _preview_database(
         pending = pending_work(connection)
         result.unrecorded_squashes = pending.unrecorded_squashes
         result.migrations = _previews(connection, run_order(pending.plan, history=conf.history))
-    except (AutomigrateError, DatabaseError, ImproperlyConfigured) as exc:
+    except (AutomigrateError, Error, ImproperlyConfigured) as exc:
         result.error = str(exc)
     finally:
         lock.release()  # holds nothing: closes the connection it used to ask
