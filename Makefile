@@ -44,6 +44,10 @@ venvs: $(VENV_LTS)/.installed $(VENV_NEW)/.installed
 demo: $(VENV_LTS)/.installed
 	@scripts/demo $(VENV_LTS)/bin/python
 
+.PHONY: stress
+stress: $(VENV_LTS)/.installed
+	$(VENV_LTS)/bin/python -m stress $(STRESS_ARGS)
+
 lint: $(VENV_LTS)/.installed
 	$(VENV_LTS)/bin/ruff check .
 	$(VENV_LTS)/bin/ruff format --check .
@@ -62,6 +66,8 @@ test-lts: $(VENV_LTS)/.installed
 test-new: $(VENV_NEW)/.installed
 	@echo "== tests: $$($(VENV_NEW)/bin/python --version), Django $$($(VENV_NEW)/bin/python -m django --version)"
 	$(VENV_NEW)/bin/pytest $(PYTEST_ARGS)
+	@echo "== lock, timeout and fault tests again with psycopg2 and PyMySQL (SQLite has one driver)"
+	AUTOMIGRATE_TEST_DRIVERS=psycopg2,pymysql $(VENV_NEW)/bin/pytest -m drivers -k 'not sqlite' $(PYTEST_ARGS)
 
 test: lint typecheck docs test-lts test-new
 

@@ -3,6 +3,10 @@
 Django wraps driver errors (``django.db.utils.OperationalError`` with the driver's exception as
 ``__cause__``), and each driver names the server's code differently: psycopg 3 ``sqlstate``,
 psycopg2 ``pgcode``, mysqlclient and PyMySQL ``args[0]``. Every classification goes through here.
+
+Code that must survive a lost connection catches ``django.db.Error``, never only
+``DatabaseError``: a connection closed under a driver surfaces as ``InterfaceError``, which is
+not a ``DatabaseError``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ MYSQL_STATEMENT_TIMEOUT = (3024, 1969)  # MySQL max_execution_time, MariaDB max_
 MYSQL_CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
 
 _MYSQL_MODULES = ("MySQLdb", "pymysql", "mysql.connector", "django.db")
+#: psycopg 3 and psycopg2 (PyMySQL errors have a ``sqlstate`` too: MySQL's, such as "HY000").
+_POSTGRESQL_MODULES = ("psycopg",)
 
 
 def _chain(error: BaseException | None) -> Iterator[BaseException]:
@@ -36,6 +42,8 @@ def _chain(error: BaseException | None) -> Iterator[BaseException]:
 def sqlstate(error: BaseException | None) -> str | None:
     """The PostgreSQL SQLSTATE of ``error`` or of what caused it (psycopg 3 and psycopg2)."""
     for link in _chain(error):
+        if not type(link).__module__.startswith(_POSTGRESQL_MODULES):
+            continue
         code = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
         if isinstance(code, str) and code:
             return code
@@ -67,6 +75,9 @@ def is_connection_lost(error: BaseException | None) -> bool:
     if code is not None:
         return code.startswith(PG_CONNECTION_LOST_PREFIXES)
     errno = mysql_errno(error)
+    if errno == 0:
+        # mysqlclient and PyMySQL: InterfaceError(0, "") is a connection already closed.
+        return any(type(link).__name__ == "InterfaceError" for link in _chain(error))
     if errno is not None:
         return errno in MYSQL_CONNECTION_LOST
     for link in _chain(error):

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,30 @@ def database(server: Server) -> Iterator[FreshDatabase]:
         yield db
     finally:
         db.drop()
+
+
+@pytest.fixture
+def django_connect(django_db_blocker: Any) -> Iterator[Callable[[FreshDatabase], Any]]:
+    """Open Django connections (its backend, on the drivers the tests run with) to fresh
+    databases, outside the test database; closed afterwards."""
+    import environ
+    from django.db.utils import ConnectionHandler
+
+    opened: list[Any] = []
+
+    def connect(db: FreshDatabase) -> Any:
+        connection = ConnectionHandler({"default": environ.Env.db_url_config(db.url)})["default"]
+        opened.append(connection)
+        connection.ensure_connection()
+        return connection
+
+    with django_db_blocker.unblock():
+        try:
+            yield connect
+        finally:
+            for connection in opened:
+                with contextlib.suppress(Exception):
+                    connection.close()
 
 
 def _unapplied(target: str) -> Iterator[None]:

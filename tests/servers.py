@@ -9,6 +9,7 @@ backend (CI sets it, so CI never passes on SQLite alone).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sqlite3
 import uuid
@@ -20,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import environ
 import pytest
+
+from tests import drivers
 
 VENDORS = ("sqlite", "postgresql", "mysql")
 URL_VARIABLES = {
@@ -230,20 +233,29 @@ def _connect(vendor: str, config: dict[str, Any]) -> Iterator[Any]:
     if vendor == "sqlite":
         connection: Any = sqlite3.connect(config["NAME"], isolation_level=None)
     elif vendor == "postgresql":
-        import psycopg
+        # The driver the tests run with (AUTOMIGRATE_TEST_DRIVERS), as Django's backend does.
+        parameters = {
+            "dbname": config["NAME"],
+            "user": config["USER"] or None,
+            "password": config["PASSWORD"] or None,
+            "host": config["HOST"] or None,
+            "port": config["PORT"] or None,
+        }
+        if drivers.requested()["postgresql"] == "psycopg2":
+            import psycopg2
 
-        connection = psycopg.connect(
-            dbname=config["NAME"],
-            user=config["USER"] or None,
-            password=config["PASSWORD"] or None,
-            host=config["HOST"] or None,
-            port=config["PORT"] or None,
-            autocommit=True,
-        )
+            connection = psycopg2.connect(**parameters)
+            connection.autocommit = True
+        else:
+            import psycopg
+
+            connection = psycopg.connect(**parameters, autocommit=True)
     else:
-        import MySQLdb
-
-        connection = MySQLdb.connect(
+        # PyMySQL or mysqlclient (Django's backend imports PyMySQL as MySQLdb when switched).
+        database_api: Any = importlib.import_module(
+            "pymysql" if drivers.requested()["mysql"] == "pymysql" else "MySQLdb"
+        )
+        connection = database_api.connect(
             database=config["NAME"],
             user=config["USER"],
             password=config["PASSWORD"] or "",

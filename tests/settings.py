@@ -8,7 +8,12 @@ import os
 import django
 import environ
 
+from tests import drivers
+
 env = environ.Env()
+
+# Before any database backend is imported: AUTOMIGRATE_TEST_DRIVERS=psycopg2,pymysql.
+TEST_DRIVERS = drivers.install()
 
 SECRET_KEY = "django-automigrate-tests"
 DEBUG = env.bool("AUTOMIGRATE_TEST_DEBUG", default=False)
@@ -57,12 +62,28 @@ DATABASES = {"default": env.db_url("AUTOMIGRATE_TEST_DATABASE_URL", default="sql
 if env.bool("AUTOMIGRATE_TEST_PGBOUNCER", default=False):
     # Behind PgBouncer in transaction pooling: no server-side cursors, no prepared statements.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    if TEST_DRIVERS["postgresql"] == "psycopg":  # psycopg2 never prepares statements
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if "AUTOMIGRATE_TEST_DUMMY_ALIAS" in os.environ:
     # A backend with no native migration lock, for the system check that refuses it.
     DATABASES[os.environ["AUTOMIGRATE_TEST_DUMMY_ALIAS"]] = {"ENGINE": "django.db.backends.dummy"}
 if "AUTOMIGRATE_TEST_OTHER_DATABASE_URL" in os.environ:
     DATABASES["other"] = env.db_url("AUTOMIGRATE_TEST_OTHER_DATABASE_URL")
+if "AUTOMIGRATE_TEST_SQLITE_NAME" in os.environ:
+    # A SQLite NAME exactly as given (a relative path, a file: URI), which a database URL
+    # cannot say; a file: URI with OPTIONS uri, as its documentation asks.
+    _sqlite_name = os.environ["AUTOMIGRATE_TEST_SQLITE_NAME"]
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": _sqlite_name,
+        "OPTIONS": {"uri": True} if _sqlite_name.startswith("file:") else {},
+    }
+if "AUTOMIGRATE_TEST_SETTINGS" in os.environ:
+    # The AUTOMIGRATE dict as JSON, for real-process tests of bad values (JSON spells 1e400,
+    # Infinity, NaN and 10**400 as Python would get them).
+    import json
+
+    AUTOMIGRATE = json.loads(os.environ["AUTOMIGRATE_TEST_SETTINGS"])
 
 if django.VERSION >= (6, 1):
     # Django 6.1 mails through named mailers (EMAIL_BACKEND is deprecated); the test runner
