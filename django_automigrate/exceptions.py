@@ -40,10 +40,10 @@ class LockLost(AutomigrateError):
     def __init__(self, alias: str, lock_name: str, detail: str) -> None:
         self.alias = alias
         self.lock_name = lock_name
+        self.detail = detail
         super().__init__(
             f"Lost the migration lock {lock_name} on database {alias!r} ({detail}); stopped "
-            "before the next migration so that no other process migrates at the same time. "
-            "Run automigrate again."
+            "so that no other process migrates at the same time. Run automigrate again."
         )
 
 

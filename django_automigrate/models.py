@@ -17,6 +17,8 @@ class Status(models.TextChoices):
     FAILED = "failed", "failed"
     ROLLED_BACK = "rolled_back", "rolled back"
     TIMED_OUT = "timed_out", "timed out"
+    #: Its process ended mid-run (killed, its connection lost); closed by the next lock holder.
+    INTERRUPTED = "interrupted", "interrupted"
 
 
 class MigrationRun(models.Model):
@@ -37,6 +39,14 @@ class MigrationRun(models.Model):
     )
     applied = models.JSONField(default=list, help_text="Migrations this run applied, in order.")
     failed_migration = models.CharField(max_length=255, blank=True)
+    # db_default: rows written by code older than this column (a rolling deploy) stay valid.
+    in_flight = models.CharField(
+        max_length=255,
+        blank=True,
+        db_default="",
+        help_text="The migration being applied (or 'unapplying <label>') right now; written "
+        "before it starts, so that a run killed inside it says which.",
+    )
     rollback = models.CharField(
         max_length=20,
         blank=True,

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import Error, connections, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -93,7 +93,7 @@ def database_status(alias: str) -> DatabaseStatus:
             return DatabaseStatus(alias, False, _why_pending(alias, pending), pending)
     except PlanError as exc:
         return DatabaseStatus(alias, False, f"cannot plan migrations on {alias}: {exc.kind}")
-    except DatabaseError as exc:
+    except Error as exc:
         # The driver's message can name hosts, users or SQL: the class name says enough here;
         # the full error is what the logs and the command are for.
         return DatabaseStatus(
@@ -138,7 +138,7 @@ def _fingerprint(alias: str) -> Fingerprint:
             row = recorder.migration_qs.aggregate(
                 rows=Count("id"), last=Max("id"), at=Max("applied")
             )
-    except DatabaseError:
+    except Error:
         if recorder.has_table():
             raise
         return None  # no django_migrations table: nothing is applied yet
@@ -161,18 +161,24 @@ def _why_pending(alias: str, pending: tuple[str, ...]) -> str:
     count = f"{len(pending)} migration{'s' if len(pending) != 1 else ''} pending"
     newest, stuck = _history(alias)
     if stuck is not None:
+        what = (
+            f"was interrupted inside {stuck.failed_migration}, which may be half-applied"
+            if stuck.status == Status.INTERRUPTED
+            else f"left {stuck.failed_migration} half-applied"
+        )
         return (
-            f"run #{stuck.pk} left {stuck.failed_migration} half-applied on {alias}: repair it, "
+            f"run #{stuck.pk} {what} on {alias}: repair it, "
             f"then run 'manage.py automigrate --mark-fixed {stuck.pk}'"
         )
     if newest is not None and newest.status == Status.RUNNING:
         if _lock_is_free(alias, newest.lock):
             # Its process died mid-run (killed, or its connection lost); the next run will
-            # mark it abandoned. Saying "in progress" until then would mislead whoever waits.
+            # close it as interrupted. Saying "in progress" until then would mislead whoever
+            # waits.
             return (
                 f"run #{newest.pk} on {alias} stopped before it finished (host "
                 f"{newest.host or 'unknown'}, started {_clock(newest.started_at)}): the next run "
-                f"marks it abandoned and takes over; {count}"
+                f"closes it as interrupted and takes over; {count}"
             )
         return (
             f"migration in progress on {alias} since {_clock(newest.started_at)} "
@@ -182,7 +188,7 @@ def _why_pending(alias: str, pending: tuple[str, ...]) -> str:
     if own.status == startup.IN_PROGRESS:
         since = f" since {_clock(own.started_at)}" if own.started_at else ""
         return f"migration in progress on {alias}{since} (this process's startup run); {count}"
-    if newest is not None and newest.status in FAILED_STATUSES:
+    if newest is not None and newest.status in (*FAILED_STATUSES, Status.INTERRUPTED):
         return f"last run #{newest.pk} on {alias} {_failed_how(newest)}; {count}"
     return f"{count} on {alias}"
 
@@ -214,7 +220,7 @@ def _history(alias: str) -> tuple[MigrationRun | None, MigrationRun | None]:
                 .only("id", "status", "started_at", "host", "lock")  # not the traceback
                 .first()
             )
-    except DatabaseError:
+    except Error:
         # No history table, or one older than this code (its own migrations are pending and
         # the count says so): there is no history to explain the pending migrations.
         return None, None
@@ -228,6 +234,8 @@ def _failed_how(run: MigrationRun) -> str:
         return "failed and was rolled back"
     if run.status == Status.TIMED_OUT:
         return "timed out waiting for a table lock"
+    if run.status == Status.INTERRUPTED:
+        return "was interrupted (its process ended mid-run)"
     return "failed"
 
 

@@ -62,14 +62,17 @@ def main(action: str, argument: str = "0") -> int:
 def _kill_lock_connection(lock: object) -> None:
     from django.db import connections
 
-    lock_connection = lock.lock_connection  # type: ignore[attr-defined]
+    # The lock lives on the session that migrates (the alias's connection); a lease on its own.
+    lock_connection = getattr(lock, "lease_connection", None) or lock.connection  # type: ignore[attr-defined]
     with lock_connection.cursor() as cursor:
         if lock_connection.vendor == "postgresql":
             cursor.execute("SELECT pg_backend_pid()")
         else:
             cursor.execute("SELECT CONNECTION_ID()")
         row = cursor.fetchone()
-    killer = connections["default"]
+    from django_automigrate.locks.base import dedicated_connection
+
+    killer = dedicated_connection(connections["default"])
     with killer.cursor() as cursor:
         if killer.vendor == "postgresql":
             cursor.execute("SELECT pg_terminate_backend(%s)", [row[0]])

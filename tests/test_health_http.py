@@ -213,7 +213,7 @@ def test_a_killed_run_reads_as_stopped_not_as_in_progress(database: FreshDatabas
     assert code == 1
     assert re.search(
         rf"Unavailable: run #{row['id']} on default stopped before it finished \(host .+, "
-        r"started \d\d:\d\d:\d\d \w+\): the next run marks it abandoned and takes over; "
+        r"started \d\d:\d\d:\d\d \w+\): the next run closes it as interrupted and takes over; "
         r"\d+ migrations pending",
         out,
     ), out

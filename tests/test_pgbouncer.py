@@ -20,7 +20,7 @@ from tests.servers import FreshDatabase, Server, unavailable
 from tests.test_locks import kill
 from tests.utils import finish, free_port, start_command, start_lock_holder, try_lock
 
-pytestmark = pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+pytestmark = [pytest.mark.parametrize("server", ["postgresql"], indirect=True), pytest.mark.drivers]
 
 CONFIG = """[databases]
 * = host={host} port={port}

@@ -375,6 +375,7 @@ def test_a_manage_script_of_any_name_is_recognised(tmp_path: Path) -> None:
     assert database.history_rows() == []
 
 
+@pytest.mark.drivers
 @pytest.mark.parametrize("server", ["postgresql"], indirect=True)
 def test_workers_that_outwait_the_lock_timeout_keep_waiting_instead_of_stopping(
     database: FreshDatabase,

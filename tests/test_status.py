@@ -201,7 +201,9 @@ def test_a_running_row_whose_lock_nobody_holds_is_a_stopped_run(two_pending: Non
 
     reason = status.database_status("default").reason
     assert reason.startswith(f"run #{run.pk} on default stopped before it finished (host web-2")
-    assert reason.endswith("the next run marks it abandoned and takes over; 2 migrations pending")
+    assert reason.endswith(
+        "the next run closes it as interrupted and takes over; 2 migrations pending"
+    )
 
     lock.acquire(1)  # a live run holds it: in progress, as the row says
     try:

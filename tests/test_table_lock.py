@@ -15,7 +15,10 @@ from tests.utils import finish, start_command, start_lock_holder, try_lock
 TABLE = {"AUTOMIGRATE_LOCK_BACKEND": "table"}
 
 # SQLite refuses the table lock (check automigrate.E010): its file lock is the right one there.
-pytestmark = pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+pytestmark = [
+    pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True),
+    pytest.mark.drivers,
+]
 
 
 def start_lease_holder(
@@ -105,3 +108,29 @@ def test_a_lease_held_through_a_long_migration_is_never_taken_over(
     assert [a["acquired"] for a in attempts] == [False] * 4
     assert result.returncode == 0, result.err
     assert result.json()["databases"][0]["status"] == "succeeded"
+
+
+def test_a_health_probe_creates_no_lease_table(database: FreshDatabase) -> None:
+    assert finish(start_command(database.url, "migrate")).returncode == 0
+    assert finish(start_command(database.url, "migrate", "testapp", "0021")).returncode == 0
+
+    # A row a killed run left: the probe asks the lock whether that run is still on.
+    running = (
+        "from django.utils import timezone; "
+        "from django_automigrate.models import MigrationRun; "
+        "from django_automigrate.locks.table import LEASE_NAME, TABLE; "
+        "MigrationRun.objects.create(database='default', trigger='command', status='running', "
+        "started_at=timezone.now(), lock=f'lease row {LEASE_NAME!r} in table {TABLE}')"
+    )
+    assert finish(start_command(database.url, "shell", "-c", running)).returncode == 0
+
+    probe = finish(start_command(database.url, "shell", "-c", HEALTH, **TABLE))
+
+    assert probe.returncode == 0, probe.err
+    assert "stopped before it finished" in probe.out, probe.out
+    assert "django_automigrate_lease" not in database.tables()
+
+
+HEALTH = (
+    "from django_automigrate.status import database_statuses; print(database_statuses()[0].reason)"
+)

@@ -4,7 +4,6 @@ retries, and is reported as timed out, never as a generic error."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -12,12 +11,19 @@ import pytest
 from tests.servers import FreshDatabase
 from tests.utils import Result, finish, start_command
 
-pytestmark = pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+pytestmark = [
+    pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True),
+    pytest.mark.drivers,
+]
 
 
-def hold_table_lock(database: FreshDatabase, seconds: float) -> threading.Thread:
-    """Another session keeps a lock on testapp_book (as a long report query would)."""
+def hold_table_lock(
+    database: FreshDatabase, seconds: float, release: threading.Event | None = None
+) -> threading.Thread:
+    """Another session keeps a lock on testapp_book (as a long report query would), for
+    ``seconds`` or until ``release`` is set."""
     ready = threading.Event()
+    release = release or threading.Event()
 
     def hold() -> None:
         with database.connect() as connection:
@@ -28,7 +34,7 @@ def hold_table_lock(database: FreshDatabase, seconds: float) -> threading.Thread
             else:
                 cursor.execute("LOCK TABLES testapp_book READ")
             ready.set()
-            time.sleep(seconds)
+            release.wait(seconds)
             if database.vendor == "postgresql":
                 connection.rollback()
             else:
@@ -78,10 +84,23 @@ def test_a_statement_that_cannot_get_its_lock_times_out_and_says_so(
 
 def test_a_retry_succeeds_once_the_lock_is_released(database: FreshDatabase) -> None:
     prepare(database)
-    holder = hold_table_lock(database, 2)
-
-    result = automigrate_with_statement_timeout(database, retries=5)
+    release = threading.Event()
+    holder = hold_table_lock(database, 120, release)
+    run = start_command(
+        database.url, "automigrate", "--format", "json",
+        AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="5",
+    )  # fmt: skip
+    assert run.stderr is not None
+    log = []
+    for line in run.stderr:  # the handshake: the first attempt timed out
+        log.append(line)
+        if "retrying" in line:
+            break
+    release.set()
     holder.join()
+
+    out, err = run.communicate(timeout=180)
+    result = Result(run.returncode, out, "".join(log) + err)
 
     assert result.returncode == 0, result.err
     assert "retrying" in result.err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.servers import FreshDatabase
 from tests.utils import finish, run_command, start_command
 
@@ -87,3 +89,28 @@ def test_nothing_to_roll_back_is_said_plainly(database: FreshDatabase) -> None:
 
     assert result.returncode == 2
     assert "No run that applied migrations in the history of 'default'" in result.err
+
+
+def test_a_rollback_of_a_run_a_newer_release_applied_is_refused_without_a_traceback(
+    database: FreshDatabase,
+) -> None:
+    run = run_command(database.url, "automigrate", "--format", "json")
+    run_id = run.json()["databases"][0]["run_id"]
+    # What a newer release leaves: a migration applied and recorded, whose file this code lacks.
+    database.execute(
+        "INSERT INTO django_migrations (app, name, applied) "
+        "VALUES ('testapp', '0099_from_the_future', CURRENT_TIMESTAMP)"
+    )
+    applied = [*run.json()["databases"][0]["applied"], "testapp.0099_from_the_future"]
+    quoted = "'" + json.dumps(applied).replace("'", "''") + "'"
+    database.execute(
+        f"UPDATE django_automigrate_migrationrun SET applied = {quoted} WHERE id = {int(run_id)}"
+    )
+    before = database.migration_rows()
+
+    refused = run_command(database.url, "automigrate", "--rollback", str(run_id))
+
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.err
+    assert "this code has no migration file for testapp.0099_from_the_future" in refused.err
+    assert database.migration_rows() == before

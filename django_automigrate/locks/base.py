@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
@@ -71,6 +71,23 @@ class MigrationLock(abc.ABC):
     def holder(self) -> str | None:
         """Who holds the lock now, as the server tells it, or None; never takes the lock."""
 
+    def forget(self) -> None:  # noqa: B027 - a no-op unless the lock lives on that connection
+        """The connection of the run ended: a lock it held ended with it (nothing to release)."""
+
+    def lost(self) -> str:
+        """Why the lock is known to be lost without asking the server, or "" (cheap: called
+        before every statement of a run by :meth:`guard`)."""
+        return ""
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """While the migrations run: refuse every statement once the lock is known lost.
+
+        A session lock needs nothing here (the session that would run the statement is the one
+        that held the lock); a lease held elsewhere does.
+        """
+        yield
+
     def acquire(self, timeout: float, on_wait: WaitCallback | None = None) -> float:
         """Wait at most ``timeout`` seconds for the lock; return the seconds waited.
 
@@ -103,59 +120,46 @@ class MigrationLock(abc.ABC):
         self.release()
 
 
-class ConnectionLock(MigrationLock):
-    """A lock held by a database connection of its own, opened from the alias's settings.
+class SessionLock(MigrationLock):
+    """A lock held by the database session that runs the migrations.
 
-    A connection of its own, in autocommit, holds the lock across every migration's transaction
-    (and outside them, for ``atomic = False`` migrations) and never shares a transaction with them.
+    The lock and the work live and die together: whatever ends that session (a kill of the
+    process, ``pg_terminate_backend``/``KILL``, a server idle timeout, a cut network) releases
+    the lock at the same moment it stops the work, so no other process can take the lock while
+    this one still migrates. A lock on a connection of its own could be lost while the
+    migrations went on. Session-level, never transaction-level: each migration commits on its
+    own, and ``atomic = False`` ones run outside any transaction.
     """
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         super().__init__(connection)
-        self._lock_connection: BaseDatabaseWrapper | None = None
         self._held = False
-
-    @property
-    def lock_connection(self) -> BaseDatabaseWrapper:
-        if self._lock_connection is None:
-            self._lock_connection = dedicated_connection(self.connection)
-            self._lock_connection.ensure_connection()
-            self.on_connect()
-        return self._lock_connection
-
-    def on_connect(self) -> None:
-        """Hook: prepare a fresh lock connection (name it, read the database's identity)."""
 
     @abc.abstractmethod
     def unlock_statement(self) -> tuple[str, list[str | int]]:
-        """The SQL that gives the lock back: a query returning 1 (or true) when the lock was
-        held, or a statement returning no rows (then nothing is checked)."""
+        """The SQL that gives the lock back: a query returning 1 (or true) when it was held."""
+
+    def forget(self) -> None:
+        self._held = False
 
     def release(self) -> None:
-        if self._lock_connection is None:
+        if not self._held:
             return
+        self._held = False
         try:
-            if self._held:
-                self._held = False
-                sql, params = self.unlock_statement()
-                with self._lock_connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    row = cursor.fetchone() if cursor.description else (1,)
-                if not row or row[0] != 1:
-                    logger.warning(
-                        "automigrate: %s was not held at release on %r", self.name, self.alias
-                    )
+            sql, params = self.unlock_statement()
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
         except Exception as exc:
-            # Closing the connection below releases a session lock anyway.
+            # The session is gone or unusable: closing it is what releases a session lock, and
+            # a pooled connection must not go back to its pool still holding one.
             logger.warning("automigrate: releasing %s on %r failed: %s", self.name, self.alias, exc)
-        finally:
-            self.close_lock_connection()
-
-    def close_lock_connection(self) -> None:
-        if self._lock_connection is not None:
             with contextlib.suppress(Exception):
-                self._lock_connection.close()
-            self._lock_connection = None
+                self.connection.close()
+            return
+        if not row or row[0] != 1:
+            logger.warning("automigrate: %s was not held at release on %r", self.name, self.alias)
 
 
 class NoLock(MigrationLock):

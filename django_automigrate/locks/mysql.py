@@ -1,7 +1,9 @@
-"""MySQL and MariaDB: a named user lock (``GET_LOCK``) on a connection of its own.
+"""MySQL and MariaDB: a named user lock (``GET_LOCK``), taken by the session that migrates.
 
 Named locks are server-wide, so the name carries the database's name; MySQL limits names to
-64 characters, so a long one is hashed. The lock is released when its connection closes.
+64 characters, so a long one is hashed. The lock belongs to the session, not to a transaction
+(the implicit commit of each DDL statement keeps it), and ends with the session: a killed
+process, a ``KILL`` or a ``wait_timeout`` stops the work and frees the lock at the same moment.
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import math
 
-from django.db import DatabaseError
+from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_automigrate.exceptions import AutomigrateError, LockLost
-from django_automigrate.locks.base import ConnectionLock
+from django_automigrate.locks.base import SessionLock
 
 MAX_LOCK_NAME = 64
 PREFIX = "django_automigrate:"
@@ -27,13 +29,14 @@ def lock_name(database_name: str) -> str:
     return PREFIX + hashlib.sha1(database_name.encode()).hexdigest()
 
 
-class MySQLNamedLock(ConnectionLock):
+class MySQLNamedLock(SessionLock):
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         super().__init__(connection)
         self._lock_name = lock_name(str(connection.settings_dict.get("NAME") or ""))
 
-    def on_connect(self) -> None:
-        with self.lock_connection.cursor() as cursor:
+    def _identify(self) -> None:
+        """The lock name comes from the database the session is really using."""
+        with self.connection.cursor() as cursor:
             cursor.execute("SELECT DATABASE()")
             row = cursor.fetchone()
         if row and row[0]:
@@ -44,9 +47,10 @@ class MySQLNamedLock(ConnectionLock):
         return f"GET_LOCK({self._lock_name!r})"
 
     def try_acquire(self, wait: float) -> bool:
+        self._identify()
         # GET_LOCK takes whole seconds on MySQL; a negative timeout would mean "forever".
         seconds = max(0, math.ceil(wait))
-        with self.lock_connection.cursor() as cursor:
+        with self.connection.cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, %s)", [self._lock_name, seconds])
             row = cursor.fetchone()
         if row is None or row[0] is None:
@@ -58,10 +62,10 @@ class MySQLNamedLock(ConnectionLock):
 
     def verify(self) -> None:
         try:
-            with self.lock_connection.cursor() as cursor:
+            with self.connection.cursor() as cursor:
                 cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", [self._lock_name])
                 row = cursor.fetchone()
-        except DatabaseError as exc:
+        except Error as exc:
             raise LockLost(self.alias, self.name, f"its connection failed: {exc}") from exc
         if not row or row[0] != 1:
             raise LockLost(
@@ -69,7 +73,7 @@ class MySQLNamedLock(ConnectionLock):
             )
 
     def holder(self) -> str | None:
-        with self.lock_connection.cursor() as cursor:
+        with self.connection.cursor() as cursor:
             cursor.execute("SELECT IS_USED_LOCK(%s)", [self._lock_name])
             row = cursor.fetchone()
             if row is None or row[0] is None:

@@ -1,21 +1,25 @@
-"""PostgreSQL: a session-level advisory lock on a connection of its own.
+"""PostgreSQL: a session-level advisory lock, taken by the session that runs the migrations.
 
 Session level, never transaction level: Django commits each migration on its own, and
-``atomic = False`` migrations (``CREATE INDEX CONCURRENTLY``) run outside any transaction.
-The lock is released when its connection closes, so a killed process never leaves it behind.
+``atomic = False`` migrations run outside any transaction. A session lock held outside a
+transaction does not block ``CREATE INDEX CONCURRENTLY`` (which waits only for transactions), so
+the migrating session may hold it. The lock ends with its session, so a killed process, a
+terminated backend or a server idle timeout stops the work and frees the lock at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 
-from django.db import DatabaseError
+from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_automigrate.exceptions import AutomigrateError, LockLost
-from django_automigrate.locks.base import ConnectionLock, process_identity
+from django_automigrate.exceptions import LockLost
+from django_automigrate.locks.base import SessionLock, process_identity
 
-LOCK_NOT_AVAILABLE = "55P03"
+#: How often a waiter asks for the lock again.
+POLL_SECONDS = 0.2
 
 _HOLDER_SQL = """
 SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start
@@ -37,28 +41,27 @@ def advisory_key(database_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresAdvisoryLock(ConnectionLock):
+class PostgresAdvisoryLock(SessionLock):
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         super().__init__(connection)
         self._key: int | None = None
         self._database = str(self.connection.settings_dict.get("NAME") or "")
+        self._application_name: str | None = None
 
-    def on_connect(self) -> None:
-        with self.lock_connection.cursor() as cursor:
-            # Waiters and operators see who holds the lock in pg_stat_activity.application_name.
-            cursor.execute(
-                "SELECT set_config('application_name', %s, false), current_database()",
-                [f"django-automigrate {process_identity()}"[:63]],
-            )
+    def _identify(self) -> None:
+        """Read the database's real name (the key depends on it) once connected."""
+        if self._key is not None:
+            return
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
             row = cursor.fetchone()
         assert row is not None
-        self._database = row[1]
+        self._database = row[0]
         self._key = advisory_key(self._database)
 
     @property
     def key(self) -> int:
-        if self._key is None:
-            self.lock_connection  # noqa: B018 - connecting reads the database's identity
+        self._identify()
         assert self._key is not None
         return self._key
 
@@ -68,32 +71,50 @@ class PostgresAdvisoryLock(ConnectionLock):
         return f"pg_advisory_lock({key}) of database {self._database!r}"
 
     def try_acquire(self, wait: float) -> bool:
+        # Polled, never a blocking pg_advisory_lock(): a statement blocked on the lock holds a
+        # snapshot, and the holder's CREATE INDEX CONCURRENTLY waits for every such snapshot
+        # while the blocked statement waits for the holder: a deadlock. A waiter that polls is
+        # idle between its sub-millisecond statements, and holds nothing anyone waits for.
         key = self.key
-        with self.lock_connection.cursor() as cursor:
-            if wait < 0.001:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            with self.connection.cursor() as cursor:
                 cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
                 row = cursor.fetchone()
-                self._held = bool(row and row[0])
-                return self._held
+            if row and row[0]:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(POLL_SECONDS, remaining))
+        self._held = True
+        with self.connection.cursor() as cursor:
+            # Waiters and operators see who holds the lock in application_name.
             cursor.execute(
-                "SELECT set_config('lock_timeout', %s, false)", [f"{int(wait * 1000)}ms"]
+                "SELECT current_setting('application_name'), "
+                "set_config('application_name', %s, false)",
+                [f"django-automigrate {process_identity()}"[:63]],
             )
+            self._application_name = cursor.fetchone()[0]
+        return True
+
+    def release(self) -> None:
+        held = self._held
+        super().release()
+        if held and self._application_name is not None and self.connection.connection:
             try:
-                cursor.execute("SELECT pg_advisory_lock(%s)", [key])
-            except DatabaseError as exc:
-                if getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                    return False
-                raise AutomigrateError(
-                    f"Could not take the migration lock on database {self.alias!r}: {exc}"
-                ) from exc
-            finally:
-                cursor.execute("SELECT set_config('lock_timeout', '0', false)")
-            self._held = True
-            return True
+                with self.connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('application_name', %s, false)",
+                        [self._application_name],
+                    )
+            except Exception:
+                pass  # the session is gone: nothing left to put back
+            self._application_name = None
 
     def verify(self) -> None:
         try:
-            with self.lock_connection.cursor() as cursor:
+            with self.connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
                     " AND pid = pg_backend_pid() AND classid::bigint = %s AND objid::bigint = %s"
@@ -101,13 +122,18 @@ class PostgresAdvisoryLock(ConnectionLock):
                     [*self._split_key()],
                 )
                 row = cursor.fetchone()
-        except DatabaseError as exc:
+        except Error as exc:
             raise LockLost(self.alias, self.name, f"its connection failed: {exc}") from exc
         if not row or not row[0]:
-            raise LockLost(self.alias, self.name, "the server no longer lists it in pg_locks")
+            raise LockLost(
+                self.alias,
+                self.name,
+                "the server no longer lists it in pg_locks for this session (a pooler in "
+                "transaction mode hands statements to other sessions: use LOCK_BACKEND 'table')",
+            )
 
     def holder(self) -> str | None:
-        with self.lock_connection.cursor() as cursor:
+        with self.connection.cursor() as cursor:
             cursor.execute(_HOLDER_SQL, [*self._split_key()])
             row = cursor.fetchone()
         if row is None:
@@ -123,7 +149,7 @@ class PostgresAdvisoryLock(ConnectionLock):
         return ", ".join(parts)
 
     def unlock_statement(self) -> tuple[str, list[str | int]]:
-        return "SELECT pg_advisory_unlock(%s)", [self.key]
+        return "SELECT pg_advisory_unlock(%s)::int", [self.key]
 
     def _split_key(self) -> tuple[int, int]:
         unsigned = self.key & 0xFFFFFFFFFFFFFFFF

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from django_automigrate.migrations._resumable import ResumableCreateModel
+
 
 class Migration(migrations.Migration):
     initial = True
@@ -9,7 +11,7 @@ class Migration(migrations.Migration):
     dependencies = []
 
     operations = [
-        migrations.CreateModel(
+        ResumableCreateModel(
             name="MigrationRun",
             fields=[
                 (

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from django_automigrate.migrations._resumable import ResumableAddField
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -9,7 +11,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
+        ResumableAddField(
             model_name="migrationrun",
             name="half_applied",
             field=models.BooleanField(
@@ -17,7 +19,7 @@ class Migration(migrations.Migration):
                 help_text="The failed migration ran part of its SQL, which no transaction undid.",
             ),
         ),
-        migrations.AddField(
+        ResumableAddField(
             model_name="migrationrun",
             name="resolved_at",
             field=models.DateTimeField(
@@ -26,7 +28,7 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
-        migrations.AddField(
+        ResumableAddField(
             model_name="migrationrun",
             name="rollback",
             field=models.CharField(
@@ -35,7 +37,7 @@ class Migration(migrations.Migration):
                 max_length=20,
             ),
         ),
-        migrations.AddField(
+        ResumableAddField(
             model_name="migrationrun",
             name="rolled_back",
             field=models.JSONField(

@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from django.core.mail import mail_admins
-from django.db import DatabaseError
+from django.db import Error
 
 from django_automigrate.conf import get_settings
 from django_automigrate.exceptions import AutomigrateError
@@ -73,6 +73,6 @@ def _traceback(alias: str, run_id: int | None) -> str:
         return ""
     try:
         run = MigrationRun.objects.using(history_alias(alias)).filter(pk=run_id).first()
-    except DatabaseError:
+    except Error:
         return ""
     return run.traceback if run is not None else ""

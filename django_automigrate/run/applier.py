@@ -7,6 +7,7 @@ We call ``migrate`` rather than the executor alone so that a run does exactly wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -21,6 +22,7 @@ from django.db.migrations.migration import Migration
 from django_automigrate.locks import MigrationLock
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.plan import migration_label
+from django_automigrate.run.transactions import one_transaction, transactional
 
 logger = logging.getLogger("django_automigrate")
 
@@ -44,13 +46,19 @@ class _WatchedMigrate(django_migrate.Command):
     def __init__(
         self,
         *,
+        connection: BaseDatabaseWrapper,
         lock: MigrationLock,
         outcome: ApplyOutcome,
         log_details: bool,
         alias: str,
+        on_start: Callable[[str], None],
         on_applied: Callable[[list[str]], None],
     ) -> None:
         super().__init__()
+        self._connection = connection
+        #: The transaction of ours around the current migration and its record, when open.
+        self._transaction: contextlib.ExitStack | None = None
+        self._on_start = on_start
         self._on_applied = on_applied
         self._lock = lock
         self._outcome = outcome
@@ -85,8 +93,16 @@ class _WatchedMigrate(django_migrate.Command):
             self._current = migration_label(migration)
             self._current_migration = migration
             self._current_started = time.monotonic()
+            self._on_start(self._current)  # a write of ours: counted before the reset
             self.statements = 0
             self.transactional_statements = 0
+            if transactional(self._connection, migration):
+                # Django commits a migration with deferred SQL (indexes, foreign keys) before
+                # it writes its django_migrations row: a kill between the two would leave it
+                # applied but unrecorded. In a transaction of ours, the work and its record
+                # commit together, so an interrupted run leaves no doubt.
+                self._transaction = contextlib.ExitStack()
+                self._transaction.enter_context(one_transaction(self._connection))
             if self._log_details:
                 logger.info(
                     "automigrate: %s: applying %s",
@@ -95,6 +111,9 @@ class _WatchedMigrate(django_migrate.Command):
                     extra={"database": self._alias, "migration": self._current},
                 )
         elif action == "apply_success" and migration is not None:
+            commit, self._transaction = self._transaction, None
+            if commit is not None:
+                commit.close()
             label = migration_label(migration)
             self._outcome.applied.append(label)
             self._current = ""
@@ -110,6 +129,13 @@ class _WatchedMigrate(django_migrate.Command):
                     extra={"database": self._alias, "migration": label, "duration": seconds},
                 )
         super().migration_progress_callback(action, migration, fake)
+
+    def abort(self, error: BaseException) -> None:
+        """Roll back the transaction of the migration that failed, if one is open."""
+        rollback, self._transaction = self._transaction, None
+        if rollback is not None:
+            with contextlib.suppress(Exception):  # a dead connection: the server rolled back
+                rollback.__exit__(type(error), error, error.__traceback__)
 
     @property
     def current(self) -> str:
@@ -127,17 +153,24 @@ def apply_plan(
     stdout: TextIO,
     verbosity: int,
     log_details: bool,
-    on_applied: Callable[[list[str]], None],
+    on_start: Callable[[str], None] = lambda label: None,
+    on_applied: Callable[[list[str]], None] = lambda labels: None,
     app_label: str | None = None,
 ) -> ApplyOutcome:
     """Run ``migrate`` on ``connection``'s alias (only ``app_label``'s migrations, when given);
-    never raises, the outcome holds any error."""
+    never raises, the outcome holds any error.
+
+    ``on_start(label)`` is called before each migration begins, outside its transaction;
+    ``on_applied(labels)`` after each one, with every label applied so far.
+    """
     outcome = ApplyOutcome()
     command = _WatchedMigrate(
+        connection=connection,
         lock=lock,
         outcome=outcome,
         log_details=log_details,
         alias=connection.alias,
+        on_start=on_start,
         on_applied=on_applied,
     )
     options: dict[str, Any] = {
@@ -152,6 +185,7 @@ def apply_plan(
         with connection.execute_wrapper(command.count_statement):
             call_command(command, *([app_label] if app_label else []), **options)
     except Exception as exc:
+        command.abort(exc)
         outcome.error = exc
         outcome.failed_migration = command.current
         outcome.failed = command.current_migration

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Sequence
 
 import django
-from django.db import DatabaseError, connections, router
+from django.db import Error, connections, router
 from django.utils import timezone
 
 from django_automigrate import __version__
@@ -54,10 +54,8 @@ def history_table_exists(using: str) -> bool:
         return MigrationRun._meta.db_table in connection.introspection.table_names(cursor)
 
 
-ABANDONED = (
-    "abandoned: the process running it ended before it finished (killed, or its connection was "
-    "lost); its lock was released, so a later run took over"
-)
+#: How ``in_flight`` names a migration being reversed (its record goes last, not first).
+UNAPPLYING = "unapplying "
 
 
 class HistoryRecorder:
@@ -92,43 +90,33 @@ class HistoryRecorder:
             "release": release_label(),
         }
 
-    def start(self, *, lock_held: bool) -> None:
-        """Write the ``running`` row, when the table exists; close out abandoned runs first."""
+    def start(self) -> None:
+        """Write the ``running`` row, when the table exists."""
         if not self.enabled:
             return
         try:
             if not history_table_exists(self.using):
                 return
-            if lock_held:
-                # We hold the lock, so any run still marked running on this database is dead.
-                self._close_abandoned_runs()
             self.row = MigrationRun.objects.using(self.using).create(
                 status=Status.RUNNING, **self.fields
             )
-        except DatabaseError as exc:
+        except Error as exc:
             logger.error("automigrate: %s: could not record the run's start: %s", self.alias, exc)
 
-    def _close_abandoned_runs(self) -> None:
-        abandoned = MigrationRun.objects.using(self.using).filter(
-            database=self.alias, status=Status.RUNNING
-        )
-        for run in abandoned:
-            run.status = Status.FAILED
-            run.error_summary = ABANDONED
-            run.finished_at = timezone.now()
-            run.duration = run.finished_at - run.started_at
-            run.save(
-                using=self.using,
-                update_fields=["status", "error_summary", "finished_at", "duration"],
+    def in_flight(self, label: str) -> None:
+        """Name the migration about to run (or ``unapplying <label>``; "" once none is).
+
+        Written before it starts and outside its transaction (Django calls the progress
+        callback before opening it), so that a run killed inside it says which one it was.
+        """
+        if self.row is None:
+            return
+        try:
+            MigrationRun.objects.using(self.using).filter(pk=self.row.pk).update(
+                in_flight=label[:255]
             )
-            logger.warning(
-                "automigrate: %s: run #%s was abandoned by its process; marked failed "
-                "(it had applied: %s)",
-                self.alias,
-                run.pk,
-                ", ".join(run.applied) or "nothing",
-                extra={"database": self.alias, "run_id": run.pk},
-            )
+        except Error as exc:
+            logger.error("automigrate: %s: could not record progress: %s", self.alias, exc)
 
     def applied(self, applied: Sequence[str]) -> None:
         """Keep the row's applied list current, so that a run killed midway is described
@@ -137,9 +125,9 @@ class HistoryRecorder:
             return
         try:
             MigrationRun.objects.using(self.using).filter(pk=self.row.pk).update(
-                applied=list(applied)
+                applied=list(applied), in_flight=""
             )
-        except DatabaseError as exc:
+        except Error as exc:
             logger.error("automigrate: %s: could not record progress: %s", self.alias, exc)
 
     def finish(
@@ -170,11 +158,19 @@ class HistoryRecorder:
             "rolled_back": list(rolled_back),
             "half_applied": half_applied,
         }
+        outcome["in_flight"] = ""
         try:
             if self.row is not None:
                 for field, value in outcome.items():
                     setattr(self.row, field, value)
-                self.row.save(using=self.using)
+                # Only a row still running: a process that lost its lock finishes after another
+                # one may already have closed its row as interrupted, which stays the truth.
+                still_running = MigrationRun.objects.using(self.using).filter(
+                    pk=self.row.pk, status=Status.RUNNING
+                )
+                if not still_running.update(**outcome):
+                    self.row.refresh_from_db(using=self.using)
+                    return self.row.pk
             elif history_table_exists(self.using):
                 self.row = MigrationRun.objects.using(self.using).create(**self.fields, **outcome)
             else:
@@ -187,7 +183,7 @@ class HistoryRecorder:
             if "RUN_ID" in self.row.error_summary:  # a message that tells which run to name
                 self.row.error_summary = self.row.error_summary.replace("RUN_ID", str(self.row.pk))
                 self.row.save(using=self.using, update_fields=["error_summary"])
-        except DatabaseError as exc:
+        except Error as exc:
             logger.error("automigrate: %s: could not record the run's outcome: %s", self.alias, exc)
             return None
         return self.row.pk
@@ -205,7 +201,7 @@ def unresolved_half_applied(alias: str) -> MigrationRun | None:
             .order_by("-started_at", "-id")
             .first()
         )
-    except DatabaseError:
+    except Error:
         # The history table is older than this version's (its migrations are pending, maybe
         # being applied by another process right now): it can hold no half-applied run.
         return None

@@ -6,18 +6,60 @@ Plain data, serialised by ``--format json``, passed to signals and kept by ``sta
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import Error
 
+from django_automigrate.db_errors import is_connection_lost
 from django_automigrate.exceptions import AutomigrateError
 from django_automigrate.models import Status
 
-NOTHING_TO_DO = "nothing_to_do"
-LOCK_TIMEOUT = "lock_timeout"
-NOT_RUN = "not_run"
-DATABASE_MISSING = "database_missing"
-NEEDS_ATTENTION = "needs_attention"
+
+class Outcome(str, enum.Enum):
+    """How a run ended on one database: each outcome carries its exit code, stated only here.
+
+    A ``str`` so that results, JSON and log fields compare and print as the plain word.
+    """
+
+    NOTHING_TO_DO = "nothing_to_do"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    TIMED_OUT = "timed_out"
+    NEEDS_ATTENTION = "needs_attention"
+    LOCK_TIMEOUT = "lock_timeout"
+    DATABASE_MISSING = "database_missing"
+    NOT_RUN = "not_run"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES[self]
+
+
+#: The exit code of each outcome: 0 done or nothing to do, 1 a migration failed or the database
+#: needs a person, 2 a missing database (``CREATE_DATABASE`` off), 3 the lock was not had in time,
+#: 4 a statement timed out waiting for a table lock (``STATEMENT_LOCK_TIMEOUT``).
+_EXIT_CODES = {
+    Outcome.NOTHING_TO_DO: 0,
+    Outcome.SUCCEEDED: 0,
+    Outcome.NOT_RUN: 0,
+    Outcome.FAILED: 1,
+    Outcome.ROLLED_BACK: 1,
+    Outcome.NEEDS_ATTENTION: 1,
+    Outcome.DATABASE_MISSING: 2,
+    Outcome.LOCK_TIMEOUT: 3,
+    Outcome.TIMED_OUT: 4,
+}
+
+NOTHING_TO_DO = Outcome.NOTHING_TO_DO
+LOCK_TIMEOUT = Outcome.LOCK_TIMEOUT
+NOT_RUN = Outcome.NOT_RUN
+DATABASE_MISSING = Outcome.DATABASE_MISSING
+NEEDS_ATTENTION = Outcome.NEEDS_ATTENTION
 #: Statuses of a run that started applying and did not succeed.
 FAILED_STATUSES = (Status.FAILED.value, Status.ROLLED_BACK.value, Status.TIMED_OUT.value)
 
@@ -27,7 +69,8 @@ class DatabaseResult:
     """What one run did to one database."""
 
     alias: str
-    #: ``nothing_to_do``, ``succeeded``, ``failed``, ``lock_timeout``, ``database_missing`` (and
+    #: An :class:`Outcome`: ``nothing_to_do``, ``succeeded``, ``failed``, ``rolled_back``,
+    #: ``timed_out``, ``needs_attention``, ``lock_timeout``, ``database_missing`` (and
     #: ``CREATE_DATABASE`` is off) or ``not_run`` (an earlier database failed, so this one was
     #: left alone).
     status: str
@@ -51,18 +94,11 @@ class DatabaseResult:
 
     @property
     def exit_code(self) -> int:
-        codes = {
-            LOCK_TIMEOUT: 3,
-            DATABASE_MISSING: 2,
-            Status.FAILED.value: 1,
-            Status.ROLLED_BACK.value: 1,
-            NEEDS_ATTENTION: 1,
-            Status.TIMED_OUT.value: 4,
-        }
-        return codes.get(self.status, 0)
+        return Outcome(self.status).exit_code
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
         data["duration"] = round(self.duration, 3)
         data["lock_wait"] = round(self.lock_wait, 3)
         return data
@@ -108,7 +144,12 @@ class RunResult:
 def describe_error(alias: str, exc: BaseException) -> str:
     if isinstance(exc, AutomigrateError):
         return str(exc)
-    if isinstance(exc, DatabaseError):
+    if is_connection_lost(exc):
+        return (
+            f"Lost the migration lock on database {alias!r} with its connection, which ended "
+            f"mid-run (terminated, timed out or cut: {type(exc).__name__}: {exc})".strip()
+        )
+    if isinstance(exc, Error):
         return f"Database error on {alias!r}: {type(exc).__name__}: {exc}".strip()
     if isinstance(exc, OSError):
         return f"Cannot use the migration lock of {alias!r}: {exc}"

@@ -11,41 +11,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
-from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 from django.db.migrations.operations.base import Operation
 
+from django_automigrate.db_errors import is_connection_lost
 from django_automigrate.exceptions import LockLost
+from django_automigrate.locks import MigrationLock
 from django_automigrate.run.applier import ApplyOutcome
 from django_automigrate.run.failures import failing_operation
+from django_automigrate.run.history import UNAPPLYING
 from django_automigrate.run.plan import Plan
+from django_automigrate.run.transactions import one_transaction, runs_in_one_transaction
 
 TRANSACTION = "transaction"
 REVERSE = "reverse"
-
-
-def runs_in_one_transaction(connection: BaseDatabaseWrapper, plan: Plan) -> bool:
-    """Whether the plan can run all-or-nothing on this backend."""
-    return bool(connection.features.can_rollback_ddl) and all(m.atomic for m, _ in plan)
-
-
-@contextlib.contextmanager
-def one_transaction(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """The whole run in one transaction; on SQLite, with foreign-key checks deferred to its end
-    (SQLite cannot turn them off inside a transaction, and its schema editor needs them off)."""
-    if connection.vendor != "sqlite":
-        with transaction.atomic(using=connection.alias):
-            yield
-        return
-    with connection.constraint_checks_disabled(), transaction.atomic(using=connection.alias):
-        yield
-        connection.check_constraints()
 
 
 @dataclasses.dataclass
@@ -55,15 +39,34 @@ class ReverseOutcome:
     stopped: str = ""
 
 
-def reverse(connection: BaseDatabaseWrapper, applied: Sequence[str]) -> ReverseOutcome:
-    """Unapply ``applied`` (labels, oldest first) newest first; stop at an irreversible one."""
+def reverse(
+    connection: BaseDatabaseWrapper,
+    applied: Sequence[str],
+    *,
+    lock: MigrationLock,
+    on_start: Callable[[str], None],
+) -> ReverseOutcome:
+    """Unapply ``applied`` (labels, oldest first) newest first; stop at an irreversible one.
+
+    Each step first confirms the lock and reads ``django_migrations`` afresh: a migration is
+    reversed only while this process may migrate and only if it is still applied, as this run
+    left it. ``on_start`` names each one (``unapplying <label>``) before it begins.
+    """
     outcome = ReverseOutcome()
     for label in reversed(applied):
+        try:
+            lock.verify()
+        except LockLost as exc:
+            outcome.stopped = f"the lock was lost before {label} ({exc.detail})"
+            return outcome
         executor = MigrationExecutor(connection)
         key = tuple(label.split(".", 1))
         migration = executor.loader.graph.nodes.get(key)
         if migration is None:
             outcome.stopped = f"{label} is no longer in the migration graph"
+            return outcome
+        if key not in executor.loader.applied_migrations:
+            outcome.stopped = f"{label} is no longer applied (changed outside this run)"
             return outcome
         irreversible = first_irreversible(migration)
         if irreversible is not None:
@@ -72,12 +75,14 @@ def reverse(connection: BaseDatabaseWrapper, applied: Sequence[str]) -> ReverseO
                 "applied before it stay applied"
             )
             return outcome
+        on_start(UNAPPLYING + label)
         try:
             executor.migrate(executor.loader.graph.leaf_nodes(), plan=[(migration, True)])
         except Exception as exc:
             outcome.stopped = f"reversing {label} failed: {type(exc).__name__}: {exc}"
             return outcome
         outcome.rolled_back.append(label)
+        on_start("")
     return outcome
 
 
@@ -111,6 +116,8 @@ def apply_undoably(
     apply: Callable[[], ApplyOutcome],
     *,
     rollback_on_failure: bool,
+    lock: MigrationLock,
+    on_start: Callable[[str], None],
 ) -> tuple[ApplyOutcome, Undo | None]:
     """Run ``apply`` (the migrate run); on failure, undo what can be undone.
 
@@ -158,8 +165,9 @@ def apply_undoably(
             still_applied=[],
             detail="Nothing had been applied yet: the database is as before the run.",
         )
-    if isinstance(outcome.error, LockLost):
-        # Unprotected now: another process may be migrating. Reverse nothing.
+    if isinstance(outcome.error, LockLost) or is_connection_lost(outcome.error):
+        # Unprotected now (the session that held the lock is gone, or the lease is): another
+        # process may be migrating. Reverse nothing.
         return outcome, Undo(
             status="failed",
             mode="",
@@ -167,7 +175,7 @@ def apply_undoably(
             still_applied=list(outcome.applied),
             detail="Nothing was reversed, since the lock is lost: run automigrate again.",
         )
-    reversed_ = reverse(connection, outcome.applied)
+    reversed_ = reverse(connection, outcome.applied, lock=lock, on_start=on_start)
     still = [label for label in outcome.applied if label not in reversed_.rolled_back]
     if reversed_.stopped:
         return outcome, Undo(

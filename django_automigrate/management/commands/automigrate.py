@@ -8,16 +8,25 @@ for a table lock (STATEMENT_LOCK_TIMEOUT), retries included.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sys
 from argparse import ArgumentParser, ArgumentTypeError
+from collections.abc import Callable
 from typing import Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
-from django.db import DatabaseError, connections
+from django.db import Error, connections
 
-from django_automigrate.conf import AutomigrateSettings, get_settings
+from django_automigrate.conf import (
+    FLAG_BOUNDS,
+    AutomigrateSettings,
+    InvalidValue,
+    get_settings,
+    parse_number,
+    shown,
+)
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.models import MigrationRun, Trigger
 from django_automigrate.reporting.output import format_dry_run, format_history, format_result
@@ -32,24 +41,19 @@ JSON_SCHEMA_VERSION = 1
 DEFAULT_HISTORY_COUNT = 10
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not 0 <= seconds < float("inf"):
-        raise ArgumentTypeError(f"{value!r} must be 0 or more seconds")
-    return seconds
+def _flag(option: str) -> Callable[[str], Any]:
+    """The argument type of a numeric flag: a number within its bounds (``conf.FLAG_BOUNDS``),
+    or a usage error (exit code 2) saying what is allowed."""
+    bounds = FLAG_BOUNDS[option]
 
+    def parse(value: str) -> int | float:
+        try:
+            return parse_number(value, bounds)
+        except InvalidValue as exc:
+            raise ArgumentTypeError(f"{shown(value)} is not {exc.allowed}") from None
 
-def _count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if count < 1:
-        raise ArgumentTypeError(f"{value!r} must be 1 or more")
-    return count
+    parse.__name__ = option.lstrip("-").replace("-", "_")
+    return parse
 
 
 class Command(BaseCommand):
@@ -77,7 +81,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--lock-timeout",
-            type=_seconds,
+            type=_flag("--lock-timeout"),
             metavar="SECONDS",
             help="Seconds to wait for the lock before exiting with code 3. Default: LOCK_TIMEOUT.",
         )
@@ -90,7 +94,7 @@ class Command(BaseCommand):
         mode.add_argument(
             "--rollback",
             nargs="?",
-            type=_count,
+            type=_flag("--rollback"),
             const=0,
             metavar="RUN_ID",
             help="Undo what run RUN_ID applied (default: the latest run that applied "
@@ -105,7 +109,7 @@ class Command(BaseCommand):
         )
         mode.add_argument(
             "--mark-fixed",
-            type=_count,
+            type=_flag("--mark-fixed"),
             metavar="RUN_ID",
             help="Record that what run RUN_ID left half-applied was fixed by hand, so that "
             "runs (at startup too) may migrate that database again.",
@@ -113,7 +117,7 @@ class Command(BaseCommand):
         mode.add_argument(
             "--history",
             nargs="?",
-            type=_count,
+            type=_flag("--history"),
             const=DEFAULT_HISTORY_COUNT,
             metavar="N",
             help=f"Show the last N recorded runs (default {DEFAULT_HISTORY_COUNT}).",
@@ -148,6 +152,31 @@ class Command(BaseCommand):
     ) -> None:
         self.json = format == "json"
         try:
+            report = self._dispatch(
+                databases=databases, no_lock=no_lock, lock_timeout=lock_timeout, check=check,
+                dry_run=dry_run, rollback=rollback, mark_fixed=mark_fixed, history=history,
+                verbosity=verbosity, skip_checks=skip_checks,
+            )  # fmt: skip
+        except _Refused as refused:
+            message, code = str(refused), refused.exit_code
+            report = Report(code, {"ok": False, "exit_code": code, "error": message}, message)
+        self._finish(report)
+
+    def _dispatch(
+        self,
+        *,
+        databases: list[str] | None,
+        no_lock: bool,
+        lock_timeout: float | None,
+        check: bool,
+        dry_run: bool,
+        rollback: int | None,
+        mark_fixed: int | None,
+        history: int | None,
+        verbosity: int,
+        skip_checks: bool,
+    ) -> Report:
+        try:
             conf = get_settings()
             aliases = runner.resolve_aliases(databases, conf)
             if not skip_checks:
@@ -155,11 +184,11 @@ class Command(BaseCommand):
                 # reported missing) by the run itself, so it is left out of them here.
                 self.check(databases=[alias for alias in aliases if _exists(alias)])
         except (ConfigurationError, SystemCheckError) as exc:
-            self._fail(str(exc), 2)
+            raise _Refused(str(exc), 2) from exc
         if dry_run and (check or history is not None or mark_fixed is not None):
-            self._fail("--dry-run combines only with a run or --rollback.", 2)
+            raise _Refused("--dry-run combines only with a run or --rollback.", 2)
         if rollback is not None:
-            self._rollback(
+            return self._rollback(
                 rollback or None,
                 aliases,
                 conf,
@@ -167,22 +196,23 @@ class Command(BaseCommand):
                 use_lock=not no_lock,
                 lock_timeout=conf.lock_timeout if lock_timeout is None else lock_timeout,
             )
-        elif check:
-            self._check(aliases)
-        elif dry_run:
-            self._dry_run(aliases, conf)
-        elif mark_fixed is not None:
-            self._mark_fixed(mark_fixed, aliases)
-        elif history is not None:
-            self._history(aliases, history)
-        else:
-            self._run(aliases, use_lock=not no_lock, lock_timeout=lock_timeout, verbosity=verbosity)
+        if check:
+            return self._check(aliases)
+        if dry_run:
+            return self._dry_run(aliases, conf)
+        if mark_fixed is not None:
+            return self._mark_fixed(mark_fixed, aliases)
+        if history is not None:
+            return self._history(aliases, history)
+        return self._run(
+            aliases, use_lock=not no_lock, lock_timeout=lock_timeout, verbosity=verbosity
+        )
 
     # --- modes -------------------------------------------------------------------------------
 
     def _run(
         self, aliases: list[str], *, use_lock: bool, lock_timeout: float | None, verbosity: int
-    ) -> None:
+    ) -> Report:
         # The raw stream: migrate wraps what it is given in an OutputWrapper of its own.
         django_output: TextIO = (
             io.StringIO() if self.json or verbosity < 1 else cast(TextIO, self.stdout._out)
@@ -199,21 +229,19 @@ class Command(BaseCommand):
                 verbosity=verbosity,
             )
         except ConfigurationError as exc:
-            self._fail(str(exc), 2)
+            raise _Refused(str(exc), 2) from exc
         if self.json:
-            self._emit({"command": "run", **result.to_dict()}, result.exit_code)
-            return
+            return Report(result.exit_code, {"command": "run", **result.to_dict()})
         for database in result.databases:
             line = format_result(database)
             if database.exit_code:
                 self.stderr.write(line)
             elif verbosity:
                 self.stdout.write(line)
-        if result.exit_code:
-            failed = next(r for r in result.databases if r.exit_code)
-            raise CommandError(failed.error, returncode=result.exit_code)
+        failed = next((r for r in result.databases if r.exit_code), None)
+        return Report(result.exit_code, error=failed.error if failed else "")
 
-    def _check(self, aliases: list[str]) -> None:
+    def _check(self, aliases: list[str]) -> Report:
         pending: dict[str, list[str]] = {}
         missing: list[str] = []
         for alias in aliases:
@@ -224,13 +252,12 @@ class Command(BaseCommand):
                     pending[alias] = full_plan_labels()
                     continue
                 pending[alias] = [migration_label(m) for m, _ in pending_plan(connections[alias])]
-            except (AutomigrateError, DatabaseError) as exc:
-                self._fail(f"Cannot read the migration state of {alias!r}: {exc}", 1)
+            except (AutomigrateError, Error) as exc:
+                raise _Refused(f"Cannot read the migration state of {alias!r}: {exc}", 1) from exc
         exit_code = 1 if any(pending.values()) else 0
         if self.json:
             document = {"pending": pending, "missing_databases": missing, "ok": not exit_code}
-            self._emit({"command": "check", **document}, exit_code)
-            return
+            return Report(exit_code, {"command": "check", **document})
         for alias, labels in pending.items():
             if alias in missing:
                 self.stdout.write(f"{alias}: no database yet, so all {len(labels)} are pending")
@@ -239,10 +266,9 @@ class Command(BaseCommand):
                 self.stdout.write("\n".join(f"  {label}" for label in labels))
             else:
                 self.stdout.write(f"{alias}: up to date")
-        if exit_code:
-            sys.exit(exit_code)
+        return Report(exit_code)
 
-    def _dry_run(self, aliases: list[str], conf: AutomigrateSettings) -> None:
+    def _dry_run(self, aliases: list[str], conf: AutomigrateSettings) -> Report:
         previews = dryrun.preview(aliases, conf)
         exit_code = 1 if any(p.error for p in previews) else 0
         if self.json:
@@ -254,11 +280,9 @@ class Command(BaseCommand):
                     "warnings": sum(p.warning_count for p in previews),
                 },
             }
-            self._emit({"command": "dry-run", **document}, exit_code)
-            return
+            return Report(exit_code, {"command": "dry-run", **document})
         self.stdout.write(format_dry_run(previews))
-        if exit_code:
-            sys.exit(exit_code)
+        return Report(exit_code)
 
     def _rollback(
         self,
@@ -269,13 +293,13 @@ class Command(BaseCommand):
         dry_run: bool,
         use_lock: bool,
         lock_timeout: float,
-    ) -> None:
+    ) -> Report:
         try:
             target = undo_run.plan_rollback(undo_run.find_run(run_id, aliases))
         except ConfigurationError as exc:
-            self._fail(str(exc), 2)
-        except (AutomigrateError, DatabaseError) as exc:
-            self._fail(str(exc), 1)
+            raise _Refused(str(exc), 2) from exc
+        except (AutomigrateError, Error) as exc:
+            raise _Refused(str(exc), 1) from exc
         if dry_run:
             previews = undo_run.preview_sql(target)
             if self.json:
@@ -285,8 +309,7 @@ class Command(BaseCommand):
                     "database": target.alias,
                     "migrations": [{"migration": m, "sql": sql} for m, sql in previews],
                 }
-                self._emit({"command": "rollback-dry-run", **document}, 0)
-                return
+                return Report(0, {"command": "rollback-dry-run", **document})
             self.stdout.write(
                 f"{target.alias}: rolling back run #{target.run.pk} would unapply, in order:"
             )
@@ -294,37 +317,37 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {label}")
                 if statements:
                     self.stdout.write("\n".join(f"       {line}" for line in statements))
-            return
+            return Report()
         result = undo_run.roll_back(target, conf, use_lock=use_lock, lock_timeout=lock_timeout)
         if self.json:
-            self._emit({"command": "rollback", "ok": not result.exit_code, **result.to_dict()},
-                       result.exit_code)  # fmt: skip
-            return
+            document = {"command": "rollback", "ok": not result.exit_code, **result.to_dict()}
+            return Report(result.exit_code, document)
         if result.exit_code:
-            raise CommandError(result.error, returncode=result.exit_code)
+            return Report(result.exit_code, error=result.error)
         recorded = f" (run #{result.run_id})" if result.run_id else ""
         self.stdout.write(
             f"{result.alias}: rolled back run #{target.run.pk}: unapplied "
             f"{', '.join(result.rolled_back)}{recorded}."
         )
+        return Report()
 
-    def _mark_fixed(self, run_id: int, aliases: list[str]) -> None:
+    def _mark_fixed(self, run_id: int, aliases: list[str]) -> Report:
         try:
             run = mark_fixed(run_id, aliases)
         except ConfigurationError as exc:
-            self._fail(str(exc), 2)
-        except DatabaseError as exc:
-            self._fail(f"Cannot update the history: {exc}", 1)
+            raise _Refused(str(exc), 2) from exc
+        except Error as exc:
+            raise _Refused(f"Cannot update the history: {exc}", 1) from exc
         message = (
             f"Run #{run.pk} on {run.database!r} ({run.failed_migration}) is marked fixed by hand "
             f"at {run.resolved_at:%Y-%m-%d %H:%M:%S}; runs may migrate {run.database!r} again."
         )
         if self.json:
-            self._emit({"command": "mark-fixed", "ok": True, "run": _run_dict(run)}, 0)
-            return
+            return Report(0, {"command": "mark-fixed", "ok": True, "run": _run_dict(run)})
         self.stdout.write(message)
+        return Report()
 
-    def _history(self, aliases: list[str], count: int) -> None:
+    def _history(self, aliases: list[str], count: int) -> Report:
         runs: list[MigrationRun] = []
         missing: list[str] = []
         for alias in aliases:
@@ -334,30 +357,48 @@ class Command(BaseCommand):
                     missing.append(alias)
                     continue
                 runs.extend(MigrationRun.objects.using(using).filter(database=alias)[:count])
-            except DatabaseError as exc:
-                self._fail(f"Cannot read the history of {alias!r}: {exc}", 1)
+            except Error as exc:
+                raise _Refused(f"Cannot read the history of {alias!r}: {exc}", 1) from exc
         runs.sort(key=lambda run: (run.started_at, run.pk), reverse=True)
         runs = runs[:count]
         if self.json:
             document = {"runs": [_run_dict(r) for r in runs], "no_history": missing}
-            self._emit({"command": "history", **document}, 0)
-            return
+            return Report(0, {"command": "history", **document})
         for alias in missing:
             self.stdout.write(f"{alias}: no history yet (run 'manage.py automigrate' first)")
         self.stdout.write(format_history(runs))
+        return Report()
 
     # --- output ------------------------------------------------------------------------------
 
-    def _emit(self, document: dict[str, Any], exit_code: int) -> None:
-        document = {"schema_version": JSON_SCHEMA_VERSION, **document}
-        self.stdout.write(json.dumps(document, indent=2, default=str))
-        if exit_code:
-            sys.exit(exit_code)
+    def _finish(self, report: Report) -> None:
+        """The one way out: the JSON document (in JSON mode), then the exit code; in text mode
+        a failure's message goes to stderr as Django prints a ``CommandError``."""
+        if self.json and report.document is not None:
+            document = {"schema_version": JSON_SCHEMA_VERSION, **report.document}
+            self.stdout.write(json.dumps(document, indent=2, default=str))
+        if not report.exit_code:
+            return
+        if report.error and not self.json:
+            raise CommandError(report.error, returncode=report.exit_code)
+        sys.exit(report.exit_code)
 
-    def _fail(self, message: str, exit_code: int) -> Any:
-        if self.json:
-            self._emit({"ok": False, "exit_code": exit_code, "error": message}, exit_code)
-        raise CommandError(message, returncode=exit_code)
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What a mode ends with: its exit code, its JSON document, its one-line error."""
+
+    exit_code: int = 0
+    document: dict[str, Any] | None = None
+    error: str = ""
+
+
+class _Refused(Exception):
+    """A mode cannot go on: its message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _run_dict(run: MigrationRun) -> dict[str, Any]:
@@ -373,6 +414,7 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "planned": run.planned,
         "applied": run.applied,
         "failed_migration": run.failed_migration,
+        "in_flight": run.in_flight,
         "rollback": run.rollback,
         "rolled_back": run.rolled_back,
         "half_applied": run.half_applied,
@@ -388,5 +430,5 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
 def _exists(alias: str) -> bool:
     try:
         return database_exists(connections[alias])
-    except (AutomigrateError, DatabaseError):
+    except (AutomigrateError, Error):
         return False  # unreachable: the run reports it, with its own message

@@ -1,0 +1,531 @@
+"""One run on one database: the only implementation of plan → lock → plan again → record →
+work → record → report, used by :func:`~django_automigrate.run.runner.migrate` (the command
+and startup runs) and by ``--rollback``.
+
+The order under the lock matters, and is the same for both kinds of work:
+
+1. the history's own migrations, when pending (so the run is recorded from its start);
+2. rows of runs whose process stopped mid-run are closed as ``interrupted``
+   (:mod:`~django_automigrate.run.interrupted`), since holding the lock proves them dead;
+3. a database left half-applied is refused until a person marks it fixed;
+4. the plan is made again (another process may have migrated while we waited);
+5. the run's row is written, the work done, the row finished.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import logging
+import time
+import traceback
+from collections.abc import Iterator
+from typing import TextIO
+
+from django.db import Error, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.migration import Migration
+from django.utils import timezone
+
+from django_automigrate.conf import AutomigrateSettings
+from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
+from django_automigrate.exceptions import AutomigrateError, DatabaseMissing, LockTimeout
+from django_automigrate.locks import MigrationLock
+from django_automigrate.models import MigrationRun, Status, Trigger
+from django_automigrate.reporting import events
+from django_automigrate.reporting.runlog import log_summary, wait_logger
+from django_automigrate.run.applier import ApplyOutcome, apply_plan
+from django_automigrate.run.database import ensure_database
+from django_automigrate.run.history import (
+    UNAPPLYING,
+    HistoryRecorder,
+    history_alias,
+    history_table_exists,
+    unresolved_half_applied,
+)
+from django_automigrate.run.interrupted import close_interrupted, refusal_message
+from django_automigrate.run.plan import HISTORY_APP, Plan, migration_label, pending_work, run_order
+from django_automigrate.run.results import DatabaseResult, Outcome, describe_error
+from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
+from django_automigrate.run.transactions import one_transaction, runs_in_one_transaction
+from django_automigrate.run.undo import Undo, apply_undoably
+
+logger = logging.getLogger("django_automigrate")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How every database of one run is run."""
+
+    conf: AutomigrateSettings
+    trigger: str
+    use_lock: bool
+    lock_timeout: float
+    stdout: TextIO
+    verbosity: int
+    create_database: bool
+
+
+class _Stop(Exception):
+    """Ends a run early with its result (a refusal, a failure to plan, nothing to do)."""
+
+    def __init__(self, result: DatabaseResult) -> None:
+        super().__init__(result.status)
+        self.result = result
+
+
+class Work(abc.ABC):
+    """What a run does once it holds the lock: apply the pending plan, or undo one run."""
+
+    trigger: str
+    #: Whether signals and metrics report a run that never began its work (a lock timeout, a
+    #: refusal): a rollback that changed nothing is reported by the command alone.
+    reports_unstarted = True
+    #: Whether the history's own migrations, applied first, are listed as planned and applied.
+    lists_own_migrations = True
+
+    @abc.abstractmethod
+    def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
+        """The labels the work will touch, planned now; None when there is nothing to do."""
+
+    @abc.abstractmethod
+    def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
+        """Do the work and finish the history row; return what happened."""
+
+
+class DatabaseRun:
+    """One run of ``work`` on the database ``alias``, under ``lock``."""
+
+    def __init__(self, alias: str, lock: MigrationLock, work: Work, options: RunOptions) -> None:
+        self.alias = alias
+        self.lock = lock
+        self.work = work
+        self.options = options
+        self.connection = connections[alias]
+        self.started_at = timezone.now()
+        self._started = time.monotonic()
+        self.lock_wait = 0.0
+        self.created_database = False
+        self.locked = False
+        #: The history's own migrations this run applied first.
+        self.own_applied: list[str] = []
+        #: The run began its work (``run_started`` was sent).
+        self.began = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def result(self, status: Outcome | str, **fields: object) -> DatabaseResult:
+        """A result of this run, with its duration, lock wait and lock filled in."""
+        fields.setdefault("duration", self.elapsed())
+        fields.setdefault("lock_wait", self.lock_wait)
+        if self.locked:
+            fields.setdefault("lock", self.lock.name)
+        result = DatabaseResult(self.alias, str(status), **fields)  # type: ignore[arg-type]
+        result.created_database = self.created_database
+        return result
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> DatabaseResult:
+        """Carry the work out and report it (log line, signals, metrics)."""
+        try:
+            result = self._run()
+        except _Stop as stop:
+            result = stop.result
+        log_summary(result, self.work.trigger)
+        if not self.began and not self.work.reports_unstarted:
+            return result
+        events.ended(
+            result,
+            trigger=self.work.trigger,
+            waited_for_lock=self.options.use_lock and bool(result.lock),
+            pending=_left_pending(result),
+            started=self.began,
+        )
+        return result
+
+    def _run(self) -> DatabaseResult:
+        try:
+            if ensure_database(self.connection, create=self.options.create_database):
+                self.created_database = True
+            planned = self.work.plan(self.connection)
+        except DatabaseMissing as exc:
+            return self.result(Outcome.DATABASE_MISSING, error=str(exc))
+        except (AutomigrateError, Error) as exc:
+            return self.result(Outcome.FAILED, error=describe_error(self.alias, exc))
+        if planned is None:
+            self._close_interrupted_if_any()
+            return self.result(Outcome.NOTHING_TO_DO)
+        self._refuse_if_half_applied()  # before waiting for a lock we could not use anyway
+        with self._locked(planned):
+            self._apply_own_migrations(planned)
+            if self.options.conf.history and self.options.use_lock:
+                # Only a lock holder knows that the runs still marked running are dead.
+                close_interrupted(self.connection)
+            self._refuse_if_half_applied()
+            try:
+                planned_now = self.work.plan(self.connection)
+            except (AutomigrateError, Error) as exc:
+                return self.result(
+                    Outcome.FAILED, planned=planned, error=describe_error(self.alias, exc)
+                )
+            if planned_now is None and not self.own_applied:
+                return self.result(Outcome.NOTHING_TO_DO, applied_by_another_process=True)
+            if self.work.lists_own_migrations:
+                # The history's own migrations were applied a moment ago, by this run.
+                planned_now = self.own_applied + (planned_now or [])
+            assert planned_now is not None
+            recorder = HistoryRecorder(
+                alias=self.alias,
+                trigger=self.work.trigger,
+                enabled=self.options.conf.history,
+                started_at=self.started_at,
+                lock_wait=self.lock_wait,
+                lock_name=self.lock.name,
+                planned=planned_now,
+            )
+            recorder.start()
+            self.began = True
+            events.started(
+                alias=self.alias,
+                trigger=self.work.trigger,
+                planned=planned_now,
+                run_id=recorder.row.pk if recorder.row is not None else None,
+            )
+            return self.work.carry_out(self, recorder)
+        raise AssertionError("unreachable")  # pragma: no cover - _locked re-raises or returns
+
+    @contextlib.contextmanager
+    def _locked(self, planned: list[str]) -> Iterator[None]:
+        try:
+            self.lock_wait = self.lock.acquire(
+                self.options.lock_timeout, on_wait=wait_logger(self.alias, self.lock.name)
+            )
+        except LockTimeout as exc:
+            self.lock.release()
+            raise _Stop(
+                self.result(
+                    Outcome.LOCK_TIMEOUT,
+                    planned=planned,
+                    lock_wait=exc.waited,
+                    lock=self.lock.name,
+                    error=str(exc),
+                )
+            ) from exc
+        except (AutomigrateError, Error, OSError) as exc:
+            # OSError: the SQLite lock file cannot be created (unwritable folder, a directory).
+            self.lock.release()
+            raise _Stop(
+                self.result(
+                    Outcome.FAILED,
+                    planned=planned,
+                    lock=self.lock.name,
+                    error=describe_error(self.alias, exc),
+                )
+            ) from exc
+        self.locked = True
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def _refuse_if_half_applied(self) -> None:
+        try:
+            stuck = unresolved_half_applied(self.alias)
+        except Error as exc:
+            raise _Stop(self.result(Outcome.FAILED, error=describe_error(self.alias, exc))) from exc
+        if stuck is not None:
+            raise _Stop(
+                self.result(
+                    Outcome.NEEDS_ATTENTION,
+                    run_id=stuck.pk,
+                    failed_migration=stuck.failed_migration,
+                    half_applied=True,
+                    error=refusal_message(self.alias, stuck),
+                )
+            )
+
+    def _apply_own_migrations(self, planned: list[str]) -> None:
+        """The history's own migrations, in a step of their own, before anything is recorded:
+        then the run is recorded from its start, and undoing a failure never takes the record
+        of the failure with it. Nothing depends on them, so this order is as valid as Django's.
+        """
+        if not self.options.conf.history:
+            return
+        try:
+            own = [m for m, _ in pending_work(self.connection).plan if m.app_label == HISTORY_APP]
+        except (AutomigrateError, Error) as exc:
+            raise _Stop(
+                self.result(Outcome.FAILED, planned=planned, error=describe_error(self.alias, exc))
+            ) from exc
+        if not own:
+            return
+        with self.lock.guard():
+            outcome = apply_plan(
+                self.connection,
+                lock=self.lock,
+                stdout=self.options.stdout,
+                verbosity=self.options.verbosity,
+                log_details=self.options.conf.log_details,
+                app_label=HISTORY_APP,
+            )
+        self.own_applied = outcome.applied
+        if outcome.error is not None:
+            self._after_connection_loss(outcome.error)
+            raise _Stop(
+                self.result(
+                    Outcome.FAILED,
+                    planned=planned,
+                    applied=outcome.applied,
+                    failed_migration=outcome.failed_migration,
+                    error=describe_error(self.alias, outcome.error),
+                )
+            )
+
+    def _close_interrupted_if_any(self) -> None:
+        """Nothing pending, yet a row may still say ``running`` (its process was killed after
+        its last migration). One indexed query finds out; only then is the lock tried, without
+        waiting, to close it."""
+        if not self.options.use_lock or not self.options.conf.history:
+            return
+        using = history_alias(self.alias)
+        try:
+            running = (
+                MigrationRun.objects.using(using)
+                .filter(database=self.alias, status=Status.RUNNING)
+                .exists()
+            )
+        except Error:
+            return  # no history table yet (or an older one): nothing to close
+        if not running:
+            return
+        try:
+            if self.lock.try_acquire(0):
+                close_interrupted(self.connection)
+        except (AutomigrateError, Error, OSError) as exc:
+            logger.debug("automigrate: %s: could not close interrupted runs: %s", self.alias, exc)
+        finally:
+            self.lock.release()
+
+    def _after_connection_loss(self, error: BaseException | None) -> None:
+        """A session that died took its lock with it: forget the lock, and close the
+        connection so that recording the outcome opens a new one."""
+        if is_connection_lost(error):
+            self.lock.forget()
+            with contextlib.suppress(Exception):
+                self.connection.close()
+
+
+def _left_pending(result: DatabaseResult) -> int | None:
+    """How many migrations are still pending after ``result``, when it tells (a failure before
+    the plan was made, an unreachable database say, does not)."""
+    failed = (Outcome.LOCK_TIMEOUT, Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.TIMED_OUT)
+    if result.planned and result.status in failed:
+        applied = set(result.applied)
+        return sum(1 for label in result.planned if label not in applied)
+    return None
+
+
+# --- the two kinds of work ----------------------------------------------------------------------
+
+
+class ApplyPending(Work):
+    """Apply every pending migration, as ``manage.py migrate`` would."""
+
+    def __init__(self, trigger: str, conf: AutomigrateSettings) -> None:
+        self.trigger = trigger
+        self.conf = conf
+        self._plan: Plan = []
+
+    def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
+        pending = pending_work(connection)
+        if pending.empty:
+            return None
+        if pending.unrecorded_squashes:
+            logger.info(
+                "automigrate: %s: recording squashed migration(s) already applied through the "
+                "migrations they replace: %s",
+                connection.alias,
+                ", ".join(pending.unrecorded_squashes),
+                extra={"database": connection.alias},
+            )
+        self._plan = pending.plan
+        # In the order the run applies them: the history's own migrations first.
+        return [migration_label(m) for m, _ in run_order(pending.plan, history=self.conf.history)]
+
+    def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
+        connection, options = session.connection, session.options
+        apply = with_retries(
+            lambda: apply_plan(
+                connection,
+                lock=session.lock,
+                stdout=options.stdout,
+                verbosity=options.verbosity,
+                log_details=self.conf.log_details,
+                on_start=recorder.in_flight,
+                on_applied=recorder.applied,
+            ),
+            # Retries are for the guard this run set; without it, a lock timeout is the
+            # database's own setting speaking, and is reported at once.
+            retries=self.conf.statement_lock_retries if self.conf.statement_lock_timeout else 0,
+            connection=connection,
+        )
+        try:
+            with (
+                session.lock.guard(),
+                statement_lock_timeout(connection, self.conf.statement_lock_timeout),
+            ):
+                outcome, undo = apply_undoably(
+                    connection,
+                    self._plan,
+                    apply,
+                    rollback_on_failure=self.conf.rollback_on_failure,
+                    lock=session.lock,
+                    on_start=recorder.in_flight,
+                )
+        except Error as exc:
+            # The transaction of an all-or-nothing run could not even be rolled back: its
+            # session is gone, and the server undid the transaction with it.
+            outcome = ApplyOutcome(error=exc)
+            undo = Undo(
+                status=Status.FAILED,
+                mode="",
+                rolled_back=[],
+                still_applied=[],
+                detail="Its connection was lost; the server rolled its transaction back.",
+            )
+        session._after_connection_loss(outcome.error)
+        own = session.own_applied
+        if undo is None:
+            run_id = recorder.finish(status=Status.SUCCEEDED, applied=own + outcome.applied)
+            return session.result(
+                Outcome.SUCCEEDED,
+                planned=recorder.fields["planned"],
+                applied=own + outcome.applied,
+                run_id=run_id,
+            )
+        assert outcome.error is not None
+        status = undo.status
+        if is_lock_timeout(outcome.error):
+            status = Status.TIMED_OUT  # whatever was undone: rollback says what
+        run_ref = str(recorder.row.pk) if recorder.row is not None else "RUN_ID"
+        message = describe_error(session.alias, outcome.error)
+        detail = undo.detail.replace("RUN_ID", run_ref)
+        error = f"{message.rstrip('.')}. {detail}" if detail else message
+        applied = own + undo.still_applied
+        run_id = recorder.finish(
+            status=status,
+            applied=applied,
+            failed_migration=outcome.failed_migration,
+            error_summary=error,
+            traceback="".join(traceback.format_exception(outcome.error)),
+            rollback=undo.mode,
+            rolled_back=undo.rolled_back,
+            half_applied=undo.half_applied,
+        )
+        if run_id is not None:
+            error = error.replace("RUN_ID", str(run_id))
+        return session.result(
+            status,
+            planned=recorder.fields["planned"],
+            applied=applied,
+            run_id=run_id,
+            failed_migration=outcome.failed_migration,
+            error=error,
+            rollback=undo.mode,
+            rolled_back=undo.rolled_back,
+            half_applied=undo.half_applied,
+        )
+
+
+class UndoRun(Work):
+    """Unapply what one recorded run applied (``--rollback RUN_ID``)."""
+
+    trigger = str(Trigger.ROLLBACK)
+    reports_unstarted = False
+    lists_own_migrations = False
+
+    def __init__(self, run: MigrationRun) -> None:
+        self.run = run
+        self.backwards: Plan = []
+
+    def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
+        from django_automigrate.run.rollback import plan_rollback
+
+        if not history_table_exists(history_alias(connection.alias)):
+            raise AutomigrateError(f"No history on {connection.alias!r}: nothing to roll back.")
+        self.run.refresh_from_db(using=history_alias(connection.alias))
+        target = plan_rollback(self.run)  # raises RollbackRefused when unsafe
+        self.backwards = target.plan
+        return target.labels
+
+    def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
+        connection = session.connection
+        transactional = runs_in_one_transaction(connection, self.backwards)
+        undone: list[str] = []
+
+        def progress(
+            action: str, migration: Migration | None = None, fake: bool | None = False, /
+        ) -> None:
+            label = migration_label(migration) if migration is not None else ""
+            if action == "unapply_start":
+                session.lock.verify()  # never unapply unprotected
+                recorder.in_flight(UNAPPLYING + label)
+            elif action == "unapply_success":
+                undone.append(label)
+                recorder.in_flight("")
+
+        error: BaseException | None = None
+        try:
+            with session.lock.guard():
+                executor = MigrationExecutor(connection, progress_callback=progress)
+                plan = [
+                    (executor.loader.graph.nodes[(m.app_label, m.name)], True)
+                    for m, _ in self.backwards
+                ]
+                if transactional:
+                    with one_transaction(connection):
+                        executor.migrate(executor.loader.graph.leaf_nodes(), plan=plan)
+                else:
+                    executor.migrate(executor.loader.graph.leaf_nodes(), plan=plan)
+        except Exception as exc:
+            error = exc
+        session._after_connection_loss(error)
+        mode = "transaction" if transactional else "reverse"
+        if error is None:
+            run_id = recorder.finish(
+                status=Status.SUCCEEDED,
+                applied=[],
+                error_summary=f"rollback of run #{self.run.pk}",
+                rollback=mode,
+                rolled_back=undone,
+            )
+            return session.result(
+                Outcome.SUCCEEDED,
+                planned=recorder.fields["planned"],
+                run_id=run_id,
+                rolled_back=undone,
+                rollback=mode,
+            )
+        if transactional:
+            undone = []  # the transaction took every step back with it
+        message = f"rollback of run #{self.run.pk}: {describe_error(session.alias, error)}"
+        run_id = recorder.finish(
+            status=Status.FAILED,
+            applied=[],
+            error_summary=message,
+            traceback="".join(traceback.format_exception(error)),
+            rollback=mode,
+            rolled_back=undone,
+        )
+        return session.result(
+            Outcome.FAILED,
+            planned=recorder.fields["planned"],
+            run_id=run_id,
+            rolled_back=undone,
+            rollback=mode,
+            error=message,
+        )
