@@ -25,8 +25,6 @@ from typing import TextIO
 
 from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.migration import Migration
 from django.utils import timezone
 
 from django_automigrate.conf import AutomigrateSettings
@@ -39,7 +37,6 @@ from django_automigrate.reporting.runlog import log_summary, wait_logger
 from django_automigrate.run.applier import ApplyOutcome, apply_plan
 from django_automigrate.run.database import ensure_database
 from django_automigrate.run.history import (
-    UNAPPLYING,
     HistoryRecorder,
     history_alias,
     history_table_exists,
@@ -50,7 +47,7 @@ from django_automigrate.run.plan import HISTORY_APP, Plan, migration_label, pend
 from django_automigrate.run.results import DatabaseResult, Outcome, describe_error
 from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
 from django_automigrate.run.transactions import one_transaction, runs_in_one_transaction
-from django_automigrate.run.undo import Undo, apply_undoably
+from django_automigrate.run.undo import ReverseOutcome, Undo, apply_undoably, reverse
 
 logger = logging.getLogger("django_automigrate")
 
@@ -464,68 +461,50 @@ class UndoRun(Work):
 
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
         connection = session.connection
-        transactional = runs_in_one_transaction(connection, self.backwards)
-        undone: list[str] = []
+        whole = runs_in_one_transaction(connection, self.backwards)
+        labels = [migration_label(m) for m, _ in self.backwards]  # newest first
+        # The same stepping as undoing a failed run: each step confirms the lock, finds the
+        # migration still applied, names it in flight, and commits with its record.
 
-        def progress(
-            action: str, migration: Migration | None = None, fake: bool | None = False, /
-        ) -> None:
-            label = migration_label(migration) if migration is not None else ""
-            if action == "unapply_start":
-                session.lock.verify()  # never unapply unprotected
-                recorder.in_flight(UNAPPLYING + label)
-            elif action == "unapply_success":
-                undone.append(label)
-                recorder.in_flight("")
+        def unapply() -> ReverseOutcome:
+            return reverse(connection, labels[::-1], lock=session.lock, on_start=recorder.in_flight)
 
-        error: BaseException | None = None
-        try:
-            with session.lock.guard():
-                executor = MigrationExecutor(connection, progress_callback=progress)
-                plan = [
-                    (executor.loader.graph.nodes[(m.app_label, m.name)], True)
-                    for m, _ in self.backwards
-                ]
-                if transactional:
+        with session.lock.guard():
+            if whole:
+                outcome = ReverseOutcome()
+                try:
                     with one_transaction(connection):
-                        executor.migrate(executor.loader.graph.leaf_nodes(), plan=plan)
-                else:
-                    executor.migrate(executor.loader.graph.leaf_nodes(), plan=plan)
-        except Exception as exc:
-            error = exc
-        session._after_connection_loss(error)
-        mode = "transaction" if transactional else "reverse"
-        if error is None:
-            run_id = recorder.finish(
-                status=Status.SUCCEEDED,
-                applied=[],
-                error_summary=f"rollback of run #{self.run.pk}",
-                rollback=mode,
-                rolled_back=undone,
-            )
-            return session.result(
-                Outcome.SUCCEEDED,
-                planned=recorder.fields["planned"],
-                run_id=run_id,
-                rolled_back=undone,
-                rollback=mode,
-            )
-        if transactional:
-            undone = []  # the transaction took every step back with it
-        message = f"rollback of run #{self.run.pk}: {describe_error(session.alias, error)}"
+                        outcome = unapply()
+                        if outcome.stopped:
+                            raise _Undo
+                except _Undo:
+                    outcome.rolled_back = []  # the transaction took every step back with it
+            else:
+                outcome = unapply()
+        session._after_connection_loss(outcome.error)
+        mode = "transaction" if whole else "reverse"
+        summary = f"rollback of run #{self.run.pk}"
+        if outcome.stopped:
+            summary += f": {outcome.stopped}"
+        trace = "".join(traceback.format_exception(outcome.error)) if outcome.error else ""
+        status = Outcome.FAILED if outcome.stopped else Outcome.SUCCEEDED
         run_id = recorder.finish(
-            status=Status.FAILED,
+            status=str(status),
             applied=[],
-            error_summary=message,
-            traceback="".join(traceback.format_exception(error)),
+            error_summary=summary,
+            traceback=trace,
             rollback=mode,
-            rolled_back=undone,
+            rolled_back=outcome.rolled_back,
         )
         return session.result(
-            Outcome.FAILED,
+            status,
             planned=recorder.fields["planned"],
             run_id=run_id,
-            rolled_back=undone,
+            rolled_back=outcome.rolled_back,
             rollback=mode,
-            error=message,
+            error=summary if outcome.stopped else "",
         )
+
+
+class _Undo(Exception):
+    """Leaves the rollback's one transaction so that it rolls back."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
@@ -26,7 +27,11 @@ from django_automigrate.run.applier import ApplyOutcome
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.history import UNAPPLYING
 from django_automigrate.run.plan import Plan
-from django_automigrate.run.transactions import one_transaction, runs_in_one_transaction
+from django_automigrate.run.transactions import (
+    one_transaction,
+    runs_in_one_transaction,
+    transactional,
+)
 
 TRANSACTION = "transaction"
 REVERSE = "reverse"
@@ -37,6 +42,8 @@ class ReverseOutcome:
     rolled_back: list[str] = dataclasses.field(default_factory=list)
     #: Why reversing stopped before the end (an irreversible migration, a failure), or "".
     stopped: str = ""
+    #: The error that stopped it, when one did.
+    error: BaseException | None = None
 
 
 def reverse(
@@ -76,10 +83,17 @@ def reverse(
             )
             return outcome
         on_start(UNAPPLYING + label)
+        # Django removes a migration's record after committing its reversal: in a transaction
+        # of ours, the two commit together, so a kill between them leaves no doubt.
+        step = (
+            one_transaction(connection) if transactional(connection, migration) else nullcontext()
+        )
         try:
-            executor.migrate(executor.loader.graph.leaf_nodes(), plan=[(migration, True)])
+            with step:
+                executor.migrate(executor.loader.graph.leaf_nodes(), plan=[(migration, True)])
         except Exception as exc:
             outcome.stopped = f"reversing {label} failed: {type(exc).__name__}: {exc}"
+            outcome.error = exc
             return outcome
         outcome.rolled_back.append(label)
         on_start("")

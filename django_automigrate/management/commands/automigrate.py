@@ -134,29 +134,12 @@ class Command(BaseCommand):
             help="text for people, json for pipelines (one JSON document on stdout).",
         )
 
-    def handle(
-        self,
-        *,
-        databases: list[str] | None,
-        no_lock: bool,
-        lock_timeout: float | None,
-        check: bool,
-        dry_run: bool,
-        rollback: int | None,
-        mark_fixed: int | None,
-        history: int | None,
-        format: str,
-        verbosity: int,
-        skip_checks: bool = False,
-        **options: Any,
-    ) -> None:
+    def handle(self, *, format: str, **options: Any) -> None:
+        """Parse → call → render: every mode returns a :class:`Report`, and :meth:`_finish` is
+        the one way out."""
         self.json = format == "json"
         try:
-            report = self._dispatch(
-                databases=databases, no_lock=no_lock, lock_timeout=lock_timeout, check=check,
-                dry_run=dry_run, rollback=rollback, mark_fixed=mark_fixed, history=history,
-                verbosity=verbosity, skip_checks=skip_checks,
-            )  # fmt: skip
+            report = self._dispatch(**options)
         except _Refused as refused:
             message, code = str(refused), refused.exit_code
             report = Report(code, {"ok": False, "exit_code": code, "error": message}, message)
@@ -174,7 +157,8 @@ class Command(BaseCommand):
         mark_fixed: int | None,
         history: int | None,
         verbosity: int,
-        skip_checks: bool,
+        skip_checks: bool = False,
+        **django_options: Any,
     ) -> Report:
         try:
             conf = get_settings()
