@@ -69,8 +69,12 @@ class TableLeaseLock(MigrationLock):
 
     @property
     def lease_connection(self) -> BaseDatabaseWrapper:
-        """A connection of the lock's own, in autocommit: the migrations' transactions never
-        hold the lease row's changes back."""
+        """Where the lease row is read and written. While the lease is awaited, the run's own
+        connection (idle then: one connection a waiter, so that many replicas fit a default
+        server's max_connections); once held, a connection of the lock's own, in autocommit,
+        so that the migrations' transactions never hold the lease row's changes back."""
+        if not self._held:
+            return self.connection
         if self._lease_connection is None:
             self._lease_connection = dedicated_connection(self.connection)
         return self._lease_connection
@@ -238,18 +242,14 @@ class TableLeaseLock(MigrationLock):
     def holder(self) -> str | None:
         """The owner of a lease that has not expired; an expired lease is free to take."""
         connection = self.lease_connection
-        try:
-            with connection.cursor() as cursor:
-                if TABLE not in connection.introspection.table_names(cursor):
-                    return None  # never used here: asking must not create it
-                cursor.execute(
-                    f"SELECT owner, expires_at - {_now(connection)} FROM {TABLE} WHERE name = %s",
-                    [LEASE_NAME],
-                )
-                row = cursor.fetchone()
-        finally:
-            if not self._held:
-                self._close_lease_connection()
+        with connection.cursor() as cursor:
+            if TABLE not in connection.introspection.table_names(cursor):
+                return None  # never used here: asking must not create it
+            cursor.execute(
+                f"SELECT owner, expires_at - {_now(connection)} FROM {TABLE} WHERE name = %s",
+                [LEASE_NAME],
+            )
+            row = cursor.fetchone()
         if row is None or float(row[1]) < 0:
             return None
         owner, remaining = row
@@ -262,9 +262,8 @@ class TableLeaseLock(MigrationLock):
                 thread.join(timeout=10)
         self._heartbeat = self._watchdog = None
         try:
-            if self._held and self._lease_connection is not None:
-                self._held = False
-                with self._lease_connection.cursor() as cursor:
+            if self._held:
+                with self.lease_connection.cursor() as cursor:
                     cursor.execute(
                         f"DELETE FROM {TABLE} WHERE name = %s AND owner = %s",
                         [LEASE_NAME, self.owner],
