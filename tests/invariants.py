@@ -400,12 +400,23 @@ def _repair(label: str) -> int:
     app, name = label.split(".", 1)
     loader = MigrationLoader(connection)
     node = (app, name)
-    if node not in loader.graph.nodes:
-        print(f"{label} is not in the migration graph", file=sys.stderr)
-        return 1
-    migration = loader.graph.nodes[node]
-    before = loader.project_state(node, at_end=False)
-    after = loader.project_state(node, at_end=True)
+    forget: list[tuple[str, str]] = []
+    if node in loader.graph.nodes:
+        migration = loader.graph.nodes[node]
+        before = loader.project_state(node, at_end=False)
+        after = loader.project_state(node, at_end=True)
+    else:
+        # A squashing migration killed while Django recorded the migrations it replaces (one
+        # row each, outside any transaction on MySQL): some are recorded, so the graph holds
+        # those instead. Undo all of it, and forget the rows recorded so far.
+        migration = loader.disk_migrations.get(node)
+        replaced = [tuple(r) for r in getattr(migration, "replaces", [])]
+        if not replaced or not all(r in loader.graph.nodes for r in replaced):
+            print(f"{label} is not in the migration graph", file=sys.stderr)
+            return 1
+        before = loader.project_state(replaced[0], at_end=False)
+        after = loader.project_state(replaced[-1], at_end=True)
+        forget = [node, *replaced]
     introspection = connection.introspection
 
     def tables() -> set[str]:
@@ -476,6 +487,12 @@ def _repair(label: str) -> int:
                     editor.add_field(old, field)
         if connection.vendor == "mysql":
             editor.execute("SET FOREIGN_KEY_CHECKS = 1")
+    if forget:
+        from django.db.migrations.recorder import MigrationRecorder
+
+        recorder = MigrationRecorder(connection)
+        for app_label, migration_name in forget:
+            recorder.record_unapplied(app_label, migration_name)
     return 0
 
 

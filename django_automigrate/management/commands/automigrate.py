@@ -169,6 +169,8 @@ class Command(BaseCommand):
                 self.check(databases=[alias for alias in aliases if _exists(alias)])
         except (ConfigurationError, SystemCheckError) as exc:
             raise _Refused(str(exc), 2) from exc
+        except Error as exc:  # a database check could not reach its server
+            raise _Refused(f"Cannot check the databases: {type(exc).__name__}: {exc}", 1) from exc
         if dry_run and (check or history is not None or mark_fixed is not None):
             raise _Refused("--dry-run combines only with a run or --rollback.", 2)
         if rollback is not None:

@@ -1,0 +1,1 @@
+"""The chaos suite (``make stress``): not collected by pytest (testpaths = ["tests"])."""

@@ -1,0 +1,5 @@
+import sys
+
+from stress.chaos import main
+
+sys.exit(main())
