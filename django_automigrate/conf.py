@@ -322,7 +322,7 @@ KEYS: tuple[Key, ...] = (
         60.0,
         # 1 second to 1 day. A dead holder keeps every other process out for up to one lease, so
         # a lease longer than a day turns a crash into a day without deploys (Consul caps its
-        # session TTL at a day too); below a second the heartbeat (every LOCK_LEASE / 3) cannot
+        # session TTL at a day too); below a second the heartbeat (every LOCK_LEASE / 4) cannot
         # keep up with a database round trip.
         Bounds(1, DAY),
         "table lock: seconds a lease lasts unless its heartbeat renews it",

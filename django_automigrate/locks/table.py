@@ -7,10 +7,11 @@ expired. Every statement stands alone (autocommit), and every time is the databa
 that a pooler may hand each statement to another server connection and clocks never disagree.
 
 A lease can be lost while its holder lives (its renewals fail: a cut network, a stalled pooler).
-The holder must then stop before anyone else may take the lease over: when two thirds of the
+The holder must then stop before anyone else may take the lease over: when half of the
 lease have passed since the last renewal that the server confirmed, the heartbeat cancels the
 statement the migrations are running, and :meth:`TableLeaseLock.guard` refuses every later one.
-That leaves a third of the lease as margin before the row can expire.
+That leaves half the lease as margin before the row can expire (a loaded machine may be slow
+to act), and renewals every quarter of the lease tolerate one that fails.
 """
 
 from __future__ import annotations
@@ -157,10 +158,10 @@ class TableLeaseLock(MigrationLock):
         # A connection of the thread's own: Django connections are not shared across threads.
         connection = dedicated_connection(self.connection)
         try:
-            while not self._stop.wait(self.lease_seconds / 3):
+            while not self._stop.wait(self.lease_seconds / 4):
                 sent = time.monotonic()  # the server's expiry is later than this
                 try:
-                    _limit_statement_time(connection, self.lease_seconds / 3)
+                    _limit_statement_time(connection, self.lease_seconds / 4)
                     with connection.cursor() as cursor:
                         cursor.execute(
                             f"UPDATE {TABLE} SET expires_at = {_now(connection)} + %s "
@@ -184,8 +185,8 @@ class TableLeaseLock(MigrationLock):
                 connection.close()
 
     def _watch(self) -> None:
-        give_up_after = self.lease_seconds * 2 / 3
-        while not self._stop.wait(self.lease_seconds / 12):
+        give_up_after = self.lease_seconds / 2
+        while not self._stop.wait(self.lease_seconds / 16):
             silent = time.monotonic() - self._confirmed
             if silent > give_up_after:
                 self._lose(
