@@ -46,7 +46,7 @@ from django_automigrate.run.interrupted import close_interrupted, refusal_messag
 from django_automigrate.run.plan import HISTORY_APP, Plan, migration_label, pending_work, run_order
 from django_automigrate.run.results import DatabaseResult, Outcome, describe_error
 from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
-from django_automigrate.run.transactions import one_transaction, runs_in_one_transaction
+from django_automigrate.run.transactions import RollBack, one_transaction, runs_in_one_transaction
 from django_automigrate.run.undo import ReverseOutcome, Undo, apply_undoably, reverse
 
 logger = logging.getLogger("django_automigrate")
@@ -476,8 +476,8 @@ class UndoRun(Work):
                     with one_transaction(connection):
                         outcome = unapply()
                         if outcome.stopped:
-                            raise _Undo
-                except _Undo:
+                            raise RollBack
+                except RollBack:
                     outcome.rolled_back = []  # the transaction took every step back with it
             else:
                 outcome = unapply()
@@ -504,7 +504,3 @@ class UndoRun(Work):
             rollback=mode,
             error=summary if outcome.stopped else "",
         )
-
-
-class _Undo(Exception):
-    """Leaves the rollback's one transaction so that it rolls back."""

@@ -12,6 +12,10 @@ from django.db.migrations.migration import Migration
 from django_automigrate.run.plan import Plan
 
 
+class RollBack(Exception):
+    """Raised inside :func:`one_transaction` to leave it so that it rolls back whole."""
+
+
 def transactional(connection: BaseDatabaseWrapper, migration: Migration) -> bool:
     """Whether ``migration`` runs, record included, in one transaction of ours on this backend."""
     return bool(connection.features.can_rollback_ddl and migration.atomic)

@@ -28,6 +28,7 @@ from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.history import UNAPPLYING
 from django_automigrate.run.plan import Plan
 from django_automigrate.run.transactions import (
+    RollBack,
     one_transaction,
     runs_in_one_transaction,
     transactional,
@@ -120,10 +121,6 @@ class Undo:
     detail: str = ""
 
 
-class _RollBackTheRun(Exception):
-    """Leaves the all-or-nothing transaction so that it rolls back."""
-
-
 def apply_undoably(
     connection: BaseDatabaseWrapper,
     plan: Plan,
@@ -143,8 +140,8 @@ def apply_undoably(
             with one_transaction(connection):
                 outcome = apply()
                 if outcome.error is not None:
-                    raise _RollBackTheRun
-        except _RollBackTheRun:
+                    raise RollBack
+        except RollBack:
             return outcome, Undo(
                 status="rolled_back",
                 mode=TRANSACTION,
