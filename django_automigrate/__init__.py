@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DatabaseResult", "RunResult", "__version__", "migrate"]
+__all__ = ["DatabaseResult", "RunResult", "__version__", "migrate", "run_at_startup"]
 
 if TYPE_CHECKING:
     from django_automigrate.run.runner import DatabaseResult, RunResult, migrate
+    from django_automigrate.startup import StartupState
 
 
 def __getattr__(name: str) -> Any:
@@ -19,3 +20,18 @@ def __getattr__(name: str) -> Any:
 
         return getattr(runner, name)
     raise AttributeError(f"module 'django_automigrate' has no attribute {name!r}")
+
+
+def run_at_startup() -> StartupState:
+    """Migrate now, as a process's startup run does: for ``wsgi.py``, ``asgi.py`` or a server's
+    start hook. Sets Django up first if needed (see
+    :func:`django_automigrate.startup.run_at_startup`)."""
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        django.setup()  # may run the automatic startup run, which then counts as this one
+    from django_automigrate import startup
+
+    return startup.run_at_startup()

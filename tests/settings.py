@@ -40,6 +40,10 @@ if env.bool("AUTOMIGRATE_TEST_APP_FIRST", default=False):
 else:
     INSTALLED_APPS.append("django_automigrate")
 WSGI_APPLICATION = "tests.wsgi.application"
+ASGI_APPLICATION = "tests.asgi.application"
+if env.bool("AUTOMIGRATE_TEST_DAPHNE", default=False):
+    # daphne first in INSTALLED_APPS: runserver then serves ASGI (daphne's own runserver).
+    INSTALLED_APPS.insert(0, "daphne")
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

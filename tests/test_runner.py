@@ -71,6 +71,7 @@ def test_results_serialise_to_plain_json_types() -> None:
                 "rollback": "",
                 "rolled_back": [],
                 "half_applied": False,
+                "applied_without_file": [],
             }
         ],
     }

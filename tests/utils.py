@@ -128,7 +128,9 @@ def wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60) -> t
         if process.poll() is not None:
             result = stop(process)
             errors = [
-                line for line in result.err.splitlines() if "rror" in line or "failed" in line
+                line
+                for line in (result.err or result.out).splitlines()  # stderr may go to stdout
+                if "rror" in line or "failed" in line
             ]
             raise AssertionError(
                 f"server exited with {result.returncode}: " + "\n".join(errors[-30:])

@@ -42,6 +42,11 @@ class Pending:
     #: themselves yet. ``migrate`` records them on every run; until it does, removing the
     #: replaced migrations from disk would make Django apply the squash again.
     unrecorded_squashes: list[str]
+    #: Migrations recorded as applied whose file is gone (and that no squash replaces): applied
+    #: from another branch in development, or by a newer release still rolling out.
+    applied_without_file: list[str] = dataclasses.field(default_factory=list)
+    #: The latest migration on disk of each app with such a migration (for the undo hint).
+    disk_leaves: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -87,7 +92,41 @@ def pending_work(connection: BaseDatabaseWrapper) -> Pending:
         if (app_label, name) not in recorded
         and all(tuple(replaced) in recorded for replaced in migration.replaces)
     ]
-    return Pending(plan, sorted(unrecorded))
+    replaced = {tuple(key) for m in loader.disk_migrations.values() for key in m.replaces}
+    without_file = sorted(
+        key
+        for key in recorded
+        if key[0] in loader.migrated_apps
+        and key not in loader.disk_migrations
+        and key not in replaced
+    )
+    leaves = {
+        app: name
+        for app, name in loader.graph.leaf_nodes()
+        if any(app == gone_app for gone_app, _ in without_file)
+    }
+    return Pending(
+        plan,
+        sorted(unrecorded),
+        applied_without_file=[f"{app}.{name}" for app, name in without_file],
+        disk_leaves=leaves,
+    )
+
+
+def applied_without_file_warning(alias: str, pending: Pending) -> str:
+    """One line naming the applied migrations that have no file, and how to undo them."""
+    labels = pending.applied_without_file
+    undo = " or ".join(
+        f"'manage.py migrate {app} {name}'" for app, name in sorted(pending.disk_leaves.items())
+    )
+    apps_ = " ".join(sorted(pending.disk_leaves))
+    return (
+        f"automigrate: {alias}: {len(labels)} applied migration(s) have no file here: "
+        f"{', '.join(labels)} (applied from another branch, or by a newer release?). To undo, "
+        f"on the code that has them run {undo or 'manage.py migrate APP NAME'} (or "
+        f"'manage.py automigrate --rollback RUN'); if they are gone for good, "
+        f"'manage.py migrate --prune {apps_}' forgets them."
+    )
 
 
 def full_plan_labels() -> list[str]:

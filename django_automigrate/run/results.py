@@ -91,6 +91,9 @@ class DatabaseResult:
     rollback: str = ""
     rolled_back: list[str] = dataclasses.field(default_factory=list)
     half_applied: bool = False
+    #: Migrations recorded as applied whose file is not on disk (another branch, a newer
+    #: release): a warning, never a failure.
+    applied_without_file: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

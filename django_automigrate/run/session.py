@@ -43,7 +43,14 @@ from django_automigrate.run.history import (
     unresolved_half_applied,
 )
 from django_automigrate.run.interrupted import close_interrupted, refusal_message
-from django_automigrate.run.plan import HISTORY_APP, Plan, migration_label, pending_work, run_order
+from django_automigrate.run.plan import (
+    HISTORY_APP,
+    Plan,
+    applied_without_file_warning,
+    migration_label,
+    pending_work,
+    run_order,
+)
 from django_automigrate.run.results import DatabaseResult, Outcome, describe_error
 from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
 from django_automigrate.run.transactions import RollBack, one_transaction, runs_in_one_transaction
@@ -82,6 +89,8 @@ class Work(abc.ABC):
     reports_unstarted = True
     #: Whether the history's own migrations, applied first, are listed as planned and applied.
     lists_own_migrations = True
+    #: Applied migrations without a file, as the last plan found them.
+    applied_without_file: list[str] = []  # replaced by each plan, never mutated
 
     @abc.abstractmethod
     def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
@@ -122,6 +131,7 @@ class DatabaseRun:
             fields.setdefault("lock", self.lock.name)
         result = DatabaseResult(self.alias, str(status), **fields)  # type: ignore[arg-type]
         result.created_database = self.created_database
+        result.applied_without_file = list(self.work.applied_without_file)
         return result
 
     # --- the run ------------------------------------------------------------------------------
@@ -339,6 +349,12 @@ class ApplyPending(Work):
 
     def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
         pending = pending_work(connection)
+        if pending.applied_without_file and not self.applied_without_file:
+            logger.warning(
+                applied_without_file_warning(connection.alias, pending),
+                extra={"database": connection.alias},
+            )
+        self.applied_without_file = pending.applied_without_file
         if pending.empty:
             return None
         if pending.unrecorded_squashes:

@@ -5,19 +5,23 @@ app is ready, and apps listed after ours have not connected their ``post_migrate
 (no content types, no permissions). So the run starts the moment the app registry is complete:
 
 * ``MODE = "blocking"``: in the thread that loads Django, right after the registry is ready and
-  before ``django.setup()`` returns. The server (gunicorn worker, uvicorn, runserver's child, a
-  ``--preload`` master) therefore serves only once the run ended, and its worker-boot watchdogs
-  (which start after the app is loaded) cannot kill a long run. Django offers no public hook at
-  that point, so ``apps.ready_event`` (the event ``populate()`` sets right after
-  ``apps.ready = True``) is wrapped for that one call and put back first thing.
-* ``MODE = "background"``: in a thread of its own that waits for ``apps.ready_event``; the
+  before ``django.setup()`` returns (:mod:`.hook` says how). The server (gunicorn worker,
+  uvicorn, runserver's child, a ``--preload`` master) therefore serves only once the run ended,
+  and its worker-boot watchdogs (which start after the app is loaded) cannot kill a long run.
+  Inside an event loop (an ASGI server loading the app) the run goes to a thread of its own
+  and the loading thread waits for it.
+* ``MODE = "background"``: in a thread of its own that waits for the registry; the
   process serves meanwhile, and :func:`state` says how the run is going. A process that forks
   (``--preload``, uWSGI) waits for the run to end before forking, so no child inherits a
   connection in use.
+
+:func:`run_at_startup` is the same run, called by the project itself (``wsgi.py``, ``asgi.py``,
+a server hook) instead of by ``ready()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
@@ -25,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.apps import apps
 from django.db import connections
@@ -34,6 +38,7 @@ from django.utils import timezone
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.exceptions import AutomigrateError, StartupFailed
 from django_automigrate.models import Trigger
+from django_automigrate.startup import hook
 from django_automigrate.startup.gating import Decision, Process, decide
 
 logger = logging.getLogger("django_automigrate")
@@ -102,9 +107,10 @@ def on_ready() -> Decision | None:
         _set_state(status=SKIPPED, reason=decision.reason)
         _finished.set()
         return decision
-    if _hooked:  # ready() runs once per registry; never schedule two runs in one process
-        return decision
-    _hooked = True
+    with _state_lock:
+        if _hooked:  # ready() runs once per registry; never schedule two runs in one process
+            return decision
+        _hooked = True
     _set_state(status=IN_PROGRESS, reason=decision.reason)
     if conf.mode == "background":
         _start_thread(lambda: _run(conf, may_stop=False))
@@ -113,41 +119,52 @@ def on_ready() -> Decision | None:
     return decision
 
 
-class _AppsReadyHook(threading.Event):
-    """Stands in for ``apps.ready_event`` until ``populate()`` sets it, then runs ``callback``.
+def run_at_startup() -> StartupState:
+    """The startup run, called explicitly (``wsgi.py``, ``asgi.py``, a server's start hook).
 
-    ``populate()`` calls ``apps.ready_event.set()`` right after ``apps.ready = True``, in the
-    thread that loads Django: the callback runs there, once every ``ready()`` has run.
+    Django is set up already (``django_automigrate.run_at_startup`` sees to it). The call is the
+    decision: it runs whatever ``ON_STARTUP``,
+    ``IN_PRODUCTION`` and the kind of process say, unless ``ENABLED`` is off or this is a test
+    run. In a process whose automatic startup run already ran (or runs), it runs nothing more.
+    Blocking mode returns once the run ended; with ``ON_FAILURE = "raise"`` a failure raises
+    :class:`~django_automigrate.exceptions.StartupFailed`.
     """
-
-    def __init__(self, original: threading.Event, callback: Callable[[], None]) -> None:
-        super().__init__()
-        self._original = original
-        self._callback = callback
-
-    def set(self) -> None:
-        apps.ready_event = self._original  # put Django's own event back before anything else
-        self._original.set()
-        super().set()
-        self._callback()
+    global _hooked
+    with _state_lock:
+        ran = _hooked
+        _hooked = True
+    if ran:  # in blocking mode it ended in this thread already; in background mode it goes on
+        return state()
+    try:
+        conf = get_settings()
+    except AutomigrateError as exc:
+        logger.error("automigrate: skipped at startup: %s", exc)
+        _set_state(status=SKIPPED, reason="invalid settings")
+        return state()
+    decision = decide(conf, Process.current(), explicit=True)
+    logger.info(decision.message(), extra={"decision": decision.run, "reason": decision.reason})
+    if not decision.run:
+        _set_state(status=SKIPPED, reason=decision.reason)
+        return state()
+    _finished.clear()
+    _set_state(status=IN_PROGRESS, reason=decision.reason)
+    if conf.mode == "background":
+        _start_thread(lambda: _run(conf, may_stop=False))
+    else:
+        _run(conf, may_stop=True)
+    return state()
 
 
 def _run_when_apps_ready(conf: AutomigrateSettings) -> None:
-    original = apps.ready_event
-    if not isinstance(original, threading.Event) or apps.ready:
-        # Not the registry this was written against: fall back to a thread, never to running
-        # inside ready(). Say so: the process may then serve before the run ended.
-        logger.warning(
-            "automigrate: cannot run before the app registry reports ready in this Django "
-            "version; the startup run continues in a background thread instead"
-        )
-        _start_thread(lambda: _run(conf, may_stop=False))
-        return
-    apps.ready_event = _AppsReadyHook(original, lambda: _run(conf, may_stop=True))
+    hook.when_apps_ready(
+        lambda: _run(conf, may_stop=True),
+        fallback=lambda: _start_thread(lambda: _run(conf, may_stop=False)),
+    )
 
 
 def _after_ready(callback: Callable[[], None]) -> None:
-    apps.ready_event.wait()
+    while not apps.ready:  # polled, not waited for: it must not depend on ready_event
+        time.sleep(0.05)
     callback()
 
 
@@ -169,9 +186,39 @@ def _start_thread(callback: Callable[[], None]) -> None:
 def _run(conf: AutomigrateSettings, *, may_stop: bool) -> None:
     """The startup run. ``may_stop``: it runs in the thread that loads Django, so raising
     stops the process (a thread of its own cannot)."""
+    _set_state(status=IN_PROGRESS, started_at=timezone.now())
+    result, error = _outside_event_loop(lambda: _attempt(conf))
+    _finish(conf, result, error, may_stop=may_stop)
+
+
+_T = TypeVar("_T")
+
+
+def _outside_event_loop(work: Callable[[], _T]) -> _T:
+    """``work()``, in a thread of its own when this thread runs an asyncio event loop.
+
+    ASGI servers (uvicorn's workers, daphne, hypercorn) load the app inside their event loop,
+    where Django refuses database queries (``SynchronousOnlyOperation``). The loop has nothing
+    to serve yet, so blocking it until the run ends is what the blocking mode means anyway.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return work()
+    outcome: list[_T] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(work()), name="django-automigrate-startup"
+    )
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+def _attempt(conf: AutomigrateSettings) -> tuple[Any, str]:
+    """Run until the run ended (waiting on while another process holds the lock): (the
+    runner's result or None, the error or "")."""
     from django_automigrate.run import runner
 
-    _set_state(status=IN_PROGRESS, started_at=timezone.now())
     try:
         result = runner.migrate(trigger=Trigger.STARTUP, verbosity=0)
         while any(r.status == runner.LOCK_TIMEOUT for r in result.databases):
@@ -190,19 +237,19 @@ def _run(conf: AutomigrateSettings, *, may_stop: bool) -> None:
                 time.sleep(1)
             result = runner.migrate(trigger=Trigger.STARTUP, verbosity=0)
     except AutomigrateError as exc:
-        _finish(conf, None, str(exc), may_stop=may_stop)
-        return
+        return None, str(exc)
     except Exception as exc:
         logger.exception("automigrate: startup run crashed")
-        _finish(conf, None, f"{type(exc).__name__}: {exc}", may_stop=may_stop)
-        return
+        return None, f"{type(exc).__name__}: {exc}"
+    finally:
+        # This thread's connections must not outlive the run: a forking server would share
+        # them, and a thread of our own would leave them open.
+        connections.close_all()
     failed = next((r for r in result.databases if r.exit_code), None)
-    _finish(conf, result, failed.error if failed else "", may_stop=may_stop)
+    return result, failed.error if failed else ""
 
 
 def _finish(conf: AutomigrateSettings, result: Any, error: str, *, may_stop: bool) -> None:
-    # This thread's connections must not outlive the run: a forking server would share them.
-    connections.close_all()
     _set_state(
         status=FAILED if error else SUCCEEDED,
         finished_at=timezone.now(),

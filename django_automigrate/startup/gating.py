@@ -111,14 +111,18 @@ class Process:
         return None
 
 
-def decide(conf: AutomigrateSettings, process: Process) -> Decision:
-    """Run at startup, or not, and why; first matching rule wins."""
+def decide(conf: AutomigrateSettings, process: Process, *, explicit: bool = False) -> Decision:
+    """Run at startup, or not, and why; first matching rule wins. ``explicit``: the project
+    called :func:`~django_automigrate.startup.run_at_startup`, which is its decision: only
+    ``ENABLED`` and a test run can stop it."""
     if not conf.enabled:
         return Decision(False, "ENABLED is off")
-    if conf.on_startup is False:
+    if conf.on_startup is False and not explicit:
         return Decision(False, "ON_STARTUP is off")
     if process.under_pytest:
         return Decision(False, "running under pytest")
+    if explicit:
+        return Decision(True, f"run_at_startup(), environment {conf.environment}, mode {conf.mode}")
     command = process.command
     if command in MIGRATION_COMMANDS:
         return Decision(False, f"management command {command!r} (migrations and tests run alone)")

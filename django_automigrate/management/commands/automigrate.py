@@ -34,7 +34,12 @@ from django_automigrate.run import dryrun, runner
 from django_automigrate.run import rollback as undo_run
 from django_automigrate.run.database import database_exists
 from django_automigrate.run.history import history_alias, history_table_exists, mark_fixed
-from django_automigrate.run.plan import full_plan_labels, migration_label, pending_plan
+from django_automigrate.run.plan import (
+    applied_without_file_warning,
+    full_plan_labels,
+    migration_label,
+    pending_work,
+)
 
 #: Version of the ``--format json`` documents; bumped on any incompatible change.
 JSON_SCHEMA_VERSION = 1
@@ -229,6 +234,8 @@ class Command(BaseCommand):
 
     def _check(self, aliases: list[str]) -> Report:
         pending: dict[str, list[str]] = {}
+        without_file: dict[str, list[str]] = {}
+        warnings: list[str] = []
         missing: list[str] = []
         for alias in aliases:
             try:
@@ -237,13 +244,24 @@ class Command(BaseCommand):
                     missing.append(alias)
                     pending[alias] = full_plan_labels()
                     continue
-                pending[alias] = [migration_label(m) for m, _ in pending_plan(connections[alias])]
+                work = pending_work(connections[alias])
+                pending[alias] = [migration_label(m) for m, _ in work.plan]
+                without_file[alias] = work.applied_without_file
+                if work.applied_without_file:
+                    warnings.append(applied_without_file_warning(alias, work))
             except (AutomigrateError, Error) as exc:
                 raise _Refused(f"Cannot read the migration state of {alias!r}: {exc}", 1) from exc
         exit_code = 1 if any(pending.values()) else 0
         if self.json:
-            document = {"pending": pending, "missing_databases": missing, "ok": not exit_code}
+            document = {
+                "pending": pending,
+                "missing_databases": missing,
+                "applied_without_file": without_file,
+                "ok": not exit_code,
+            }
             return Report(exit_code, {"command": "check", **document})
+        for warning in warnings:
+            self.stderr.write(warning.removeprefix("automigrate: "))
         for alias, labels in pending.items():
             if alias in missing:
                 self.stdout.write(f"{alias}: no database yet, so all {len(labels)} are pending")
