@@ -13,8 +13,10 @@ PY_NEW ?= $(shell scripts/find-python 3.12)
 VENV_LTS := .venv/django52
 VENV_NEW := .venv/django-latest
 EXTRAS := .[postgres,mysql,health,prometheus,test,lint,docs]
+# Test processes side by side: most tests wait on real servers and processes, not on the CPU.
+JOBS ?= 2
 
-.PHONY: help demo test lint typecheck docs test-lts test-new system-deps venvs clean
+.PHONY: help demo test lint typecheck docs package test-lts test-new system-deps venvs clean
 
 help:
 	@echo "make demo   set up and run automigrate on the example project (SQLite)"
@@ -41,8 +43,18 @@ $(VENV_NEW)/.installed: pyproject.toml | system-deps
 
 venvs: $(VENV_LTS)/.installed $(VENV_NEW)/.installed
 
-demo: $(VENV_LTS)/.installed
-	@scripts/demo $(VENV_LTS)/bin/python
+# The demo needs only the package and the extras the example project uses: no system packages,
+# no database drivers, no test or lint tools.
+VENV_DEMO := .venv/demo
+$(VENV_DEMO)/.installed: pyproject.toml
+	@test -n "$(PY_LTS)" || { echo "No Python >= 3.10 found: install one (pyenv or your OS packages)."; exit 2; }
+	$(PY_LTS) -m venv $(VENV_DEMO)
+	$(VENV_DEMO)/bin/pip install -q --upgrade pip
+	$(VENV_DEMO)/bin/pip install -q -e '.[health,prometheus]' 'Django>=5.2,<5.3'
+	@touch $@
+
+demo: $(VENV_DEMO)/.installed
+	@scripts/demo $(VENV_DEMO)/bin/python
 
 .PHONY: stress
 stress: $(VENV_LTS)/.installed
@@ -59,18 +71,24 @@ typecheck: $(VENV_LTS)/.installed $(VENV_NEW)/.installed
 docs: $(VENV_LTS)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENV_LTS)/bin/mkdocs build --strict --quiet --site-dir .site
 
+package: $(VENV_LTS)/.installed
+	scripts/check-package $(VENV_LTS)/bin/python
+
 test-lts: $(VENV_LTS)/.installed
 	@echo "== tests: $$($(VENV_LTS)/bin/python --version), Django $$($(VENV_LTS)/bin/python -m django --version)"
-	$(VENV_LTS)/bin/pytest -m 'not servers' $(PYTEST_ARGS)
+	$(VENV_LTS)/bin/pytest -n $(JOBS) -m 'not servers and not serial' $(PYTEST_ARGS)
+	@echo "== tests that change a server-wide setting, alone"
+	$(VENV_LTS)/bin/pytest -m 'serial and not servers' $(PYTEST_ARGS)
 
 test-new: $(VENV_NEW)/.installed
 	@echo "== tests: $$($(VENV_NEW)/bin/python --version), Django $$($(VENV_NEW)/bin/python -m django --version)"
 	@echo "(the web-server matrix runs here only: the servers do not depend on Django's version)"
-	$(VENV_NEW)/bin/pytest -m 'not drivers' $(PYTEST_ARGS)
+	$(VENV_NEW)/bin/pytest -n $(JOBS) -m 'not drivers' $(PYTEST_ARGS)
 	@echo "== lock, timeout and fault tests with psycopg2 and PyMySQL (Django 5.2 ran them with psycopg 3 and mysqlclient; SQLite has one driver)"
-	AUTOMIGRATE_TEST_DRIVERS=psycopg2,pymysql $(VENV_NEW)/bin/pytest -m drivers -k 'not sqlite' $(PYTEST_ARGS)
+	AUTOMIGRATE_TEST_DRIVERS=psycopg2,pymysql $(VENV_NEW)/bin/pytest -n $(JOBS) -m 'drivers and not serial' -k 'not sqlite' $(PYTEST_ARGS)
+	AUTOMIGRATE_TEST_DRIVERS=psycopg2,pymysql $(VENV_NEW)/bin/pytest -m 'drivers and serial' -k 'not sqlite' $(PYTEST_ARGS)
 
-test: lint typecheck docs test-lts test-new
+test: lint typecheck docs package test-lts test-new
 
 clean:
 	rm -rf .venv .site .mypy_cache .ruff_cache .pytest_cache example_project/*.sqlite3*

@@ -2,7 +2,7 @@
 
 Every trial gets a database of its own, drives ``manage.py automigrate`` processes of the test
 project (with ``tests.faultapp``) into a fault, then ``tests.invariants.verify`` runs the next
-``automigrate`` and checks the promise. See docs/reliability.md.
+``automigrate`` and checks the promise. See docs/design.md (Reliability).
 """
 
 from __future__ import annotations

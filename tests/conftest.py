@@ -17,10 +17,31 @@ def _container_stack() -> Iterator[contextlib.ExitStack]:
         yield stack
 
 
+#: Where a developer's own servers listen by default (trust / no password), tried before Docker.
+LOCAL_URLS = {
+    "postgresql": "postgres://postgres@127.0.0.1:5432/postgres",
+    "mysql": "mysql://root@127.0.0.1:3306/mysql",
+}
+
+
+def _local_url(vendor: str) -> str | None:
+    """The server's default local address, when something answers there as that user."""
+    server = Server(vendor, LOCAL_URLS[vendor])
+    try:
+        with server.admin_connection():
+            return server.url
+    except Exception:
+        return None
+
+
 def _server(vendor: str, stack: contextlib.ExitStack, folder: Path) -> Server:
     if vendor == "sqlite":
         return Server("sqlite", folder=folder)
-    url = os.environ.get(URL_VARIABLES[vendor]) or _url_from_container(vendor, stack)
+    url = (
+        os.environ.get(URL_VARIABLES[vendor])
+        or _local_url(vendor)
+        or _url_from_container(vendor, stack)
+    )
     server = Server(vendor, url)
     try:
         with server.admin_connection():
@@ -109,3 +130,33 @@ def one_pending(transactional_db: None) -> Iterator[None]:
 def two_pending(transactional_db: None) -> Iterator[None]:
     """The test database with testapp's last two migrations unapplied."""
     yield from _unapplied("0021")
+
+
+# --- which backends ran: one line at the end of every session ------------------------------
+
+_outcomes: dict[str, dict[str, int]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count each real-server test's outcome by backend (runs in xdist's controller too)."""
+    if report.when != "call" and not (report.when == "setup" and report.skipped):
+        return
+    params = report.nodeid.rpartition("[")[2]
+    for vendor in ("postgresql", "mysql"):
+        if vendor in params:
+            counts = _outcomes.setdefault(vendor, {})
+            counts[report.outcome] = counts.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    parts = [
+        f"{vendor}: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        for vendor, counts in sorted(_outcomes.items())
+    ]
+    missing = [vendor for vendor in ("postgresql", "mysql") if vendor not in _outcomes]
+    line = "real-server tests: " + ("; ".join(parts) or "none ran")
+    if missing:
+        line += f" (no {', '.join(missing)} test ran)"
+    terminalreporter.write_line(line)

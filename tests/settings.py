@@ -98,5 +98,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_automigrate": {"handlers": ["stderr"], "level": "INFO"}},
+    # DEBUG by default: the tests read decisions ("skipped at startup", "nothing to do") that
+    # the product logs at DEBUG; AUTOMIGRATE_TEST_LOG_LEVEL=INFO is what the docs recommend.
+    "loggers": {
+        "django_automigrate": {
+            "handlers": ["stderr"],
+            "level": env.str("AUTOMIGRATE_TEST_LOG_LEVEL", default="DEBUG"),
+        }
+    },
 }

@@ -211,3 +211,38 @@ def test_check_on_a_missing_database_reports_everything_pending_and_creates_noth
     assert document.json()["missing_databases"] == ["default"]
     assert "testapp.0022_seed_tags" in document.json()["pending"]["default"]
     assert not (tmp_path / "not").exists()
+
+
+def test_a_failed_migrations_traceback_is_on_stderr_and_in_every_json_output(
+    sqlite_db: FreshDatabase,
+) -> None:
+    text = run_command(
+        sqlite_db.url,
+        "automigrate",
+        AUTOMIGRATE_TEST_FAIL=FAIL_AT,
+        AUTOMIGRATE_TEST_LOG_LEVEL="INFO",
+    )
+    document = run_command(
+        sqlite_db.url, "automigrate", "--format", "json", AUTOMIGRATE_TEST_FAIL=FAIL_AT
+    )
+    history = run_command(sqlite_db.url, "automigrate", "--history", "--format", "json")
+
+    assert text.returncode == 1
+    summary, _, trace = text.err.partition(f"Traceback of testapp.{FAIL_AT}:")
+    assert f"failed at testapp.{FAIL_AT}" in summary
+    # Python's traceback, ending where the migration's code raised (its RunPython function).
+    assert 'testapp/checkpoints.py", line' in trace
+    assert trace.rstrip().endswith(f"RuntimeError: injected failure in {FAIL_AT}")
+    assert text.err.count(f"injected failure in {FAIL_AT}") == 2  # the summary, the traceback
+    (database,) = document.json()["databases"]
+    assert database["traceback"].rstrip().endswith(f"injected failure in {FAIL_AT}")
+    runs = history.json()["runs"]
+    assert len(runs) == 2
+    assert all('testapp/checkpoints.py", line' in run["traceback"] for run in runs)
+
+
+def test_a_successful_run_prints_no_traceback(sqlite_db: FreshDatabase) -> None:
+    result = run_command(sqlite_db.url, "automigrate", "--format", "json")
+
+    assert result.json()["databases"][0]["traceback"] == ""
+    assert "Traceback" not in result.err

@@ -223,3 +223,26 @@ def test_a_lock_that_cannot_be_chosen_is_reported_not_raised(tmp_path: Path) -> 
     report = result.json()["databases"][0]
     assert "has no native migration lock" in report["lock"]
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("create", "said"),
+    [
+        ("true", "a run would create it (CREATE_DATABASE is on)"),
+        ("false", "CREATE_DATABASE is off: a run would stop with exit code 2"),
+    ],
+)
+def test_a_missing_database_is_said_once_with_what_a_run_would_do(
+    tmp_path: Path, create: str, said: str
+) -> None:
+    missing = tmp_path / "not-yet.sqlite3"
+    result = run_command(
+        f"sqlite:///{missing}", "automigrate", "--dry-run", AUTOMIGRATE_CREATE_DATABASE=create
+    )
+
+    assert result.returncode == 0, result.err
+    assert result.out.count("does not exist yet") == 1
+    assert said in result.out
+    assert "(no SQL:" not in result.out  # once for the database, not once per migration
+    assert "1. contenttypes.0001_initial" in result.out
+    assert not missing.exists()

@@ -70,6 +70,7 @@ def test_terminating_the_lock_session_stops_the_work_with_it(
 
 
 @pytest.mark.parametrize("server", SERVERS, indirect=True)
+@pytest.mark.serial  # lowers MariaDB's global wait_timeout: no other test may run meanwhile
 def test_a_server_idle_timeout_cannot_take_the_lock_from_a_working_holder(
     database: FreshDatabase, tmp_path: Path
 ) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
 import django_automigrate
+from tests.servers import Server
+from tests.utils import run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,3 +75,33 @@ def test_a_failure_is_one_error_naming_the_migration(
     )
     assert error.__dict__["failed_migration"] == LAST
     assert error.__dict__["status"] == "rolled_back"
+
+
+def test_with_the_recommended_logging_the_command_says_each_thing_once(tmp_path: Path) -> None:
+    database = Server("sqlite", folder=tmp_path).create_database()
+    result = run_command(database.url, "automigrate", AUTOMIGRATE_TEST_LOG_LEVEL="INFO")
+    output = result.out + result.err
+
+    assert result.returncode == 0, result.err
+    progress = [line for line in result.out.splitlines() if "Applying" in line]
+    assert len(progress) > 20
+    assert all(line.endswith("... OK") for line in progress), progress  # never broken up
+    assert "automigrate:" not in result.out
+    assert result.err == ""  # no decision lines, no duplicated progress or summary
+    assert output.count("applied ") == 1
+    assert "default: applied" in result.out
+
+
+def test_a_failure_is_said_once_with_its_traceback(tmp_path: Path) -> None:
+    database = Server("sqlite", folder=tmp_path).create_database()
+    result = run_command(
+        database.url,
+        "automigrate",
+        AUTOMIGRATE_TEST_LOG_LEVEL="INFO",
+        AUTOMIGRATE_TEST_FAIL="0020_checkpoint",
+    )
+
+    assert result.returncode == 1
+    assert result.err.count("injected failure in 0020_checkpoint.") == 1  # the summary line
+    assert result.err.startswith("default: failed at testapp.0020_checkpoint")
+    assert "CommandError" not in result.err

@@ -130,6 +130,7 @@ def test_check_exits_1_while_pending_and_0_after(database: FreshDatabase) -> Non
         "command": "check",
         "pending": {"default": []},
         "missing_databases": [],
+        "applied_without_file": {"default": []},
         "ok": True,
     }
     assert len(database.history_rows()) == 1

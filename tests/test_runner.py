@@ -72,6 +72,7 @@ def test_results_serialise_to_plain_json_types() -> None:
                 "rolled_back": [],
                 "half_applied": False,
                 "applied_without_file": [],
+                "traceback": "",
             }
         ],
     }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.servers import FreshDatabase
-from tests.utils import finish, run_command, start_command
+from tests.utils import REPO, Result, child_env, finish, manage_args, run_command, start_command
 
 
 def migrate(database: FreshDatabase, *args: str, **env: str) -> None:
@@ -22,7 +24,9 @@ def test_a_rollback_round_trip(database: FreshDatabase) -> None:
 
     preview = run_command(database.url, "automigrate", "--rollback", "--dry-run")
     after_preview = (database.schema_dump(), database.migration_rows())
-    undone = run_command(database.url, "automigrate", "--rollback", "--format", "json")
+    undone = run_command(
+        database.url, "automigrate", "--rollback", "--no-input", "--format", "json"
+    )
     after_rollback = (database.schema_dump(), database.migration_rows())
     again = run_command(database.url, "automigrate", "--format", "json")
 
@@ -114,3 +118,84 @@ def test_a_rollback_of_a_run_a_newer_release_applied_is_refused_without_a_traceb
     assert "Traceback" not in refused.err
     assert "this code has no migration file for testapp.0099_from_the_future" in refused.err
     assert database.migration_rows() == before
+
+
+def _applied_run(database: FreshDatabase) -> int:
+    migrate(database, "django_automigrate")
+    migrate(database, "testapp", "0010_checkpoint")
+    run = run_command(database.url, "automigrate", "--format", "json")
+    assert run.returncode == 0, run.err
+    run_id: int = run.json()["databases"][0]["run_id"]
+    return run_id
+
+
+def _in_a_terminal(database: FreshDatabase, answer: str, *args: str) -> Result:
+    """``automigrate ARGS`` with a terminal on stdin that answers ``answer``."""
+    import os
+    import subprocess
+
+    controller, terminal = os.openpty()
+    process = subprocess.Popen(
+        manage_args("automigrate", *args),
+        cwd=REPO,
+        env=child_env(database.url),
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    os.write(controller, f"{answer}\n".encode())
+    try:
+        return finish(process)
+    finally:
+        os.close(controller)
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
+def test_without_a_terminal_a_rollback_is_refused_unless_no_input(
+    database: FreshDatabase,
+) -> None:
+    run_id = _applied_run(database)
+    before = (database.schema_dump(), database.migration_rows())
+
+    refused = run_command(database.url, "automigrate", "--rollback", str(run_id))
+    refused_json = run_command(database.url, "automigrate", "--rollback", "--format", "json")
+    unchanged = (database.schema_dump(), database.migration_rows())
+    done = run_command(database.url, "automigrate", "--rollback", str(run_id), "--noinput")
+
+    assert refused.returncode == 2
+    assert "pass --no-input to go ahead" in refused.err
+    assert (
+        f"unapply 35 migration(s) of run #{run_id} on 'default', dropping 15 table(s) and "
+        "2 column(s)" in refused.err
+    )
+    assert refused_json.returncode == 2
+    assert refused_json.json()["ok"] is False
+    assert unchanged == before
+    assert done.returncode == 0, done.err
+    assert f"rolled back run #{run_id}" in done.out
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_in_a_terminal_a_rollback_lists_what_goes_and_asks(database: FreshDatabase) -> None:
+    run_id = _applied_run(database)
+    before = (database.schema_dump(), database.migration_rows())
+
+    cancelled = _in_a_terminal(database, "no", "--rollback")
+    unchanged = (database.schema_dump(), database.migration_rows())
+    confirmed = _in_a_terminal(database, "yes", "--rollback")
+
+    assert cancelled.returncode == 0, cancelled.err
+    assert "Type 'yes' to continue, or 'no' to cancel:" in cancelled.out
+    assert "  testapp.0023_final_checkpoint" in cancelled.out
+    tables, _, columns = cancelled.out.partition("Columns dropped, with their data:")
+    assert "Tables dropped, with their data:" in tables
+    for table in ("auth_user", "auth_user_groups", "django_session", "testapp_book_tags"):
+        assert f"\n  {table}\n" in tables  # many-to-many tables go too
+    assert "  testapp_author.active\n  testapp_book.price\n" in columns
+    assert "Rollback cancelled; nothing was changed." in cancelled.out
+    assert unchanged == before
+    assert confirmed.returncode == 0, confirmed.err
+    assert f"rolled back run #{run_id}" in confirmed.out
+    assert (database.schema_dump(), database.migration_rows()) != before

@@ -43,10 +43,13 @@ def manage_args(*args: str) -> list[str]:
 
 
 def start_command(database_url: str | None, *args: str, **env: str) -> subprocess.Popen[str]:
+    """``python -m django ARGS``; stdin is no terminal (a developer's terminal must not answer
+    the command's questions)."""
     return subprocess.Popen(
         manage_args(*args),
         cwd=REPO,
         env=child_env(database_url, **env),
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -34,11 +34,9 @@ def format_result(result: DatabaseResult) -> str:
         return f"{alias}: lock timeout: {result.error}"
     where = f" at {result.failed_migration}" if result.failed_migration else ""
     if result.status == "rolled_back":
-        how = "in one transaction" if result.rollback == "transaction" else "by reversing"
-        return (
-            f"{alias}: failed{where} after {result.duration:.1f}s{run}; rolled back {how} "
-            f"{len(result.rolled_back)} migration(s): the database is as before the run."
-        )
+        # The error says why it failed and how it was undone ("The run was one transaction,
+        # rolled back: …"); the command prints this line once, then the traceback.
+        return f"{alias}: failed{where} after {result.duration:.1f}s{run}: {result.error}"
     if result.status == "timed_out":
         return (
             f"{alias}: timed out{where}{run}: a statement gave up waiting for a table lock. "
@@ -52,7 +50,7 @@ def format_result(result: DatabaseResult) -> str:
             if result.applied
             else ""
         )
-        return f"{alias}: failed{where} after {result.duration:.1f}s{run}.{kept}"
+        return f"{alias}: failed{where} after {result.duration:.1f}s{run}: {result.error}{kept}"
     return (
         f"{alias}: applied {len(result.applied)} migration(s) in {result.duration:.1f}s "
         f"(lock wait {result.lock_wait:.1f}s){run}."
@@ -100,9 +98,15 @@ def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
             lines.append(f"  lock: {preview.lock}: {held}")
         if preview.error:
             lines.append(f"  error: {preview.error}")
+        elif not preview.database_exists and preview.may_create:
+            lines.append(
+                "  the database does not exist yet: a run would create it (CREATE_DATABASE is "
+                "on), then apply (no SQL shown before it exists):"
+            )
         elif not preview.database_exists:
             lines.append(
-                "  the database does not exist yet; a run would create it (if allowed) and apply:"
+                "  the database does not exist yet, and CREATE_DATABASE is off: a run would stop "
+                "with exit code 2. Once it exists, a run would apply:"
             )
         elif not preview.migrations and not preview.unrecorded_squashes:
             lines.append("  nothing to apply")
@@ -125,7 +129,7 @@ def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
                 lines.extend(
                     f"       {line}" for statement in statements for line in statement.splitlines()
                 )
-            elif migration.sql_error:
+            elif migration.sql_error and preview.database_exists:  # else said once, above
                 lines.append(f"       (no SQL: {migration.sql_error})")
     lines.append(
         "Summary: "

@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.migration import Migration
 
 from django_automigrate.locks import MigrationLock
+from django_automigrate.reporting.runlog import progress_level
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.plan import migration_label
 from django_automigrate.run.transactions import one_transaction, transactional
@@ -104,7 +105,8 @@ class _WatchedMigrate(django_migrate.Command):
                 self._transaction = contextlib.ExitStack()
                 self._transaction.enter_context(one_transaction(self._connection))
             if self._log_details:
-                logger.info(
+                logger.log(
+                    progress_level(logging.INFO),
                     "automigrate: %s: applying %s",
                     self._alias,
                     self._current,
@@ -121,7 +123,8 @@ class _WatchedMigrate(django_migrate.Command):
             self._on_applied(self._outcome.applied)
             if self._log_details:
                 seconds = time.monotonic() - self._current_started
-                logger.info(
+                logger.log(
+                    progress_level(logging.INFO),
                     "automigrate: %s: applied %s in %.2fs",
                     self._alias,
                     label,

@@ -62,6 +62,8 @@ class DatabasePreview:
     error: str = ""
     #: False when no lock could be chosen (``lock`` then says why); not part of the JSON.
     lock_usable: bool = True
+    #: Whether a run may create the missing database (CREATE_DATABASE); not part of the JSON.
+    may_create: bool = False
 
     @property
     def warning_count(self) -> int:
@@ -106,6 +108,7 @@ def _preview_database(
     try:
         if not database_exists(connection):
             result.database_exists = False
+            result.may_create = conf.create_database
             result.migrations = [
                 MigrationPreview(label, False, [], None, "the database does not exist yet")
                 for label in full_plan_labels()

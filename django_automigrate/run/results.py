@@ -94,6 +94,8 @@ class DatabaseResult:
     #: Migrations recorded as applied whose file is not on disk (another branch, a newer
     #: release): a warning, never a failure.
     applied_without_file: list[str] = dataclasses.field(default_factory=list)
+    #: The failing migration's traceback (Python's format, ending where it raised); "" if none.
+    traceback: str = ""
 
     @property
     def exit_code(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
@@ -124,6 +125,57 @@ def plan_rollback(run: MigrationRun) -> RollbackPlan:
                 f"irreversible ({operation.describe()}). Nothing was changed."
             )
     return RollbackPlan(run.database, run, plan)
+
+
+@dataclasses.dataclass(frozen=True)
+class Losses:
+    """What a rollback drops: tables (``CreateModel`` undone) and ``table.column``s
+    (``AddField`` undone, on tables that stay)."""
+
+    tables: list[str]
+    columns: list[str]
+
+
+def losses(target: RollbackPlan) -> Losses:
+    """The tables and columns that unapplying ``target`` drops, named as in the database now."""
+    from django.core.exceptions import FieldDoesNotExist
+    from django.db.migrations import operations
+
+    executor = MigrationExecutor(connections[target.alias])
+    state = executor.loader.project_state()  # every migration on disk applied, as now
+    tables: dict[str, None] = {}
+    columns: dict[str, None] = {}
+
+    def model(app_label: str, name: str) -> Any:
+        try:
+            return state.apps.get_model(app_label, name)
+        except LookupError:  # renamed or deleted later in the same plan
+            return None
+
+    for migration, _ in target.plan:
+        for operation in migration.operations:
+            if isinstance(operation, operations.CreateModel):
+                found = model(migration.app_label, operation.name)
+                default = f"{migration.app_label}_{operation.name.lower()}"
+                tables[found._meta.db_table if found else default] = None
+                for field in found._meta.local_many_to_many if found else ():
+                    if field.remote_field.through._meta.auto_created:
+                        tables[field.remote_field.through._meta.db_table] = None
+            elif isinstance(operation, operations.AddField):
+                found = model(migration.app_label, operation.model_name)
+                if found is None:
+                    continue
+                try:
+                    field = found._meta.get_field(operation.name)
+                except FieldDoesNotExist:
+                    continue
+                table = found._meta.db_table
+                if field.many_to_many:
+                    tables[field.remote_field.through._meta.db_table] = None
+                elif field.column:
+                    columns[f"{table}.{field.column}"] = None
+    kept = [column for column in columns if column.split(".", 1)[0] not in tables]
+    return Losses(sorted(tables), sorted(kept))
 
 
 def roll_back(

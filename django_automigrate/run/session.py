@@ -429,12 +429,13 @@ class ApplyPending(Work):
         detail = undo.detail.replace("RUN_ID", run_ref)
         error = f"{message.rstrip('.')}. {detail}" if detail else message
         applied = own + undo.still_applied
+        trace = "".join(traceback.format_exception(outcome.error))
         run_id = recorder.finish(
             status=status,
             applied=applied,
             failed_migration=outcome.failed_migration,
             error_summary=error,
-            traceback="".join(traceback.format_exception(outcome.error)),
+            traceback=trace,
             rollback=undo.mode,
             rolled_back=undo.rolled_back,
             half_applied=undo.half_applied,
@@ -451,6 +452,7 @@ class ApplyPending(Work):
             rollback=undo.mode,
             rolled_back=undo.rolled_back,
             half_applied=undo.half_applied,
+            traceback=trace,
         )
 
 
@@ -519,4 +521,5 @@ class UndoRun(Work):
             rolled_back=outcome.rolled_back,
             rollback=mode,
             error=summary if outcome.stopped else "",
+            traceback=trace,
         )

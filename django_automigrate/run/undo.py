@@ -221,7 +221,7 @@ def _half_applied(connection: BaseDatabaseWrapper, outcome: ApplyOutcome) -> str
         done = "; ".join(operations[:index]) or "none complete"
         ran = (
             f"operations that had run: {done}; failing: {operations[index]} "
-            f"({outcome.statements_before_failure} statement(s) had run)"
+            f"after {outcome.statements_before_failure} statement(s) of this migration)"
         )
     return (
         f"{label} is half-applied on {connection.alias!r} ({ran}); its changes were not in a "

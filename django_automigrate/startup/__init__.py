@@ -39,7 +39,7 @@ from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.exceptions import AutomigrateError, StartupFailed
 from django_automigrate.models import Trigger
 from django_automigrate.startup import hook
-from django_automigrate.startup.gating import Decision, Process, decide
+from django_automigrate.startup.gating import RUNSERVER_COMMANDS, Decision, Process, decide
 
 logger = logging.getLogger("django_automigrate")
 
@@ -97,12 +97,20 @@ def on_ready() -> Decision | None:
     try:
         conf = get_settings()
     except AutomigrateError as exc:
-        logger.error("automigrate: skipped at startup: %s", exc)
+        # A management command reports it through its system checks; a server says it here.
+        command = Process.current().command
+        level = logging.DEBUG if command not in (None, *RUNSERVER_COMMANDS) else logging.ERROR
+        logger.log(level, "automigrate: skipped at startup: %s", exc)
         _set_state(status=SKIPPED, reason="invalid settings")
         _finished.set()
         return None
     decision = decide(conf, Process.current())
-    logger.info(decision.message(), extra={"decision": decision.run, "reason": decision.reason})
+    # Skipping is the common case (every management command): worth a line only at DEBUG.
+    logger.log(
+        logging.INFO if decision.run else logging.DEBUG,
+        decision.message(),
+        extra={"decision": decision.run, "reason": decision.reason},
+    )
     if not decision.run:
         _set_state(status=SKIPPED, reason=decision.reason)
         _finished.set()
@@ -142,7 +150,11 @@ def run_at_startup() -> StartupState:
         _set_state(status=SKIPPED, reason="invalid settings")
         return state()
     decision = decide(conf, Process.current(), explicit=True)
-    logger.info(decision.message(), extra={"decision": decision.run, "reason": decision.reason})
+    logger.log(
+        logging.INFO if decision.run else logging.DEBUG,
+        decision.message(),
+        extra={"decision": decision.run, "reason": decision.reason},
+    )
     if not decision.run:
         _set_state(status=SKIPPED, reason=decision.reason)
         return state()
@@ -228,8 +240,8 @@ def _attempt(conf: AutomigrateSettings) -> tuple[Any, str]:
             # So a startup run keeps waiting, saying so loudly every LOCK_TIMEOUT seconds.
             waited = next(r for r in result.databases if r.status == runner.LOCK_TIMEOUT)
             logger.error(
-                "automigrate: still waiting at startup: %s Waiting on; this process serves "
-                "once the run ends.",
+                "automigrate: still waiting at startup: %s This process keeps waiting, and "
+                "serves once that run ends.",
                 waited.error,
                 extra={"database": waited.alias, "lock_wait": waited.lock_wait},
             )

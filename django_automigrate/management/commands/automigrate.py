@@ -8,6 +8,7 @@ for a table lock (STATEMENT_LOCK_TIMEOUT), retries included.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -30,6 +31,7 @@ from django_automigrate.conf import (
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.models import MigrationRun, Trigger
 from django_automigrate.reporting.output import format_dry_run, format_history, format_result
+from django_automigrate.reporting.runlog import printed_by_command
 from django_automigrate.run import dryrun, runner
 from django_automigrate.run import rollback as undo_run
 from django_automigrate.run.database import database_exists
@@ -40,6 +42,7 @@ from django_automigrate.run.plan import (
     migration_label,
     pending_work,
 )
+from django_automigrate.run.results import DatabaseResult
 
 #: Version of the ``--format json`` documents; bumped on any incompatible change.
 JSON_SCHEMA_VERSION = 1
@@ -128,6 +131,13 @@ class Command(BaseCommand):
             help=f"Show the last N recorded runs (default {DEFAULT_HISTORY_COUNT}).",
         )
         parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask before --rollback unapplies migrations (for scripts).",
+        )
+        parser.add_argument(
             "--skip-checks",
             action="store_true",
             help="Skip the system checks (which otherwise run first and exit 2 on an error).",
@@ -162,6 +172,7 @@ class Command(BaseCommand):
         mark_fixed: int | None,
         history: int | None,
         verbosity: int,
+        interactive: bool = True,
         skip_checks: bool = False,
         **django_options: Any,
     ) -> Report:
@@ -184,6 +195,7 @@ class Command(BaseCommand):
                 aliases,
                 conf,
                 dry_run=dry_run,
+                interactive=interactive,
                 use_lock=not no_lock,
                 lock_timeout=conf.lock_timeout if lock_timeout is None else lock_timeout,
             )
@@ -210,15 +222,19 @@ class Command(BaseCommand):
         )
         if not use_lock and not self.json and verbosity:
             self.stderr.write("Running without the migration lock (--no-lock).")
+        # Text output with progress: this command prints each fact itself, so the log records
+        # of the same facts go at DEBUG (one clean stream with the recommended LOGGING).
+        printing = not self.json and verbosity >= 1
         try:
-            result = runner.migrate(
-                aliases,
-                trigger=Trigger.COMMAND,
-                use_lock=use_lock,
-                lock_timeout=lock_timeout,
-                stdout=django_output,
-                verbosity=verbosity,
-            )
+            with printed_by_command() if printing else contextlib.nullcontext():
+                result = runner.migrate(
+                    aliases,
+                    trigger=Trigger.COMMAND,
+                    use_lock=use_lock,
+                    lock_timeout=lock_timeout,
+                    stdout=django_output,
+                    verbosity=verbosity,
+                )
         except ConfigurationError as exc:
             raise _Refused(str(exc), 2) from exc
         if self.json:
@@ -227,10 +243,10 @@ class Command(BaseCommand):
             line = format_result(database)
             if database.exit_code:
                 self.stderr.write(line)
+                self._write_traceback(database)
             elif verbosity:
                 self.stdout.write(line)
-        failed = next((r for r in result.databases if r.exit_code), None)
-        return Report(result.exit_code, error=failed.error if failed else "")
+        return Report(result.exit_code)  # each failure was written above, once
 
     def _check(self, aliases: list[str]) -> Report:
         pending: dict[str, list[str]] = {}
@@ -295,6 +311,7 @@ class Command(BaseCommand):
         conf: AutomigrateSettings,
         *,
         dry_run: bool,
+        interactive: bool,
         use_lock: bool,
         lock_timeout: float,
     ) -> Report:
@@ -322,18 +339,46 @@ class Command(BaseCommand):
                 if statements:
                     self.stdout.write("\n".join(f"       {line}" for line in statements))
             return Report()
+        if interactive and not self._confirmed(target):
+            self.stdout.write("Rollback cancelled; nothing was changed.")
+            return Report()
         result = undo_run.roll_back(target, conf, use_lock=use_lock, lock_timeout=lock_timeout)
         if self.json:
             document = {"command": "rollback", "ok": not result.exit_code, **result.to_dict()}
             return Report(result.exit_code, document)
         if result.exit_code:
-            return Report(result.exit_code, error=result.error)
+            self.stderr.write(format_result(result))
+            self._write_traceback(result)
+            return Report(result.exit_code)
         recorded = f" (run #{result.run_id})" if result.run_id else ""
         self.stdout.write(
             f"{result.alias}: rolled back run #{target.run.pk}: unapplied "
             f"{', '.join(result.rolled_back)}{recorded}."
         )
         return Report()
+
+    def _confirmed(self, target: undo_run.RollbackPlan) -> bool:
+        """Ask, as ``flush`` does, listing what goes; refuse (exit 2) where nobody can answer."""
+        gone = undo_run.losses(target)
+        count = len(target.labels)
+        what = f"unapply {count} migration(s) of run #{target.run.pk} on {target.alias!r}"
+        if gone.tables or gone.columns:
+            what += f", dropping {len(gone.tables)} table(s) and {len(gone.columns)} column(s)"
+        if self.json or not sys.stdin.isatty():
+            raise _Refused(
+                f"--rollback would {what}. Nobody can confirm here (no terminal"
+                f"{', JSON output' if self.json else ''}): pass --no-input to go ahead, or "
+                f"see the list with --rollback {target.run.pk} --dry-run.",
+                2,
+            )
+        lines = [f"This will {what}:", *(f"  {label}" for label in target.labels)]
+        if gone.tables:
+            lines += ["Tables dropped, with their data:", *(f"  {t}" for t in gone.tables)]
+        if gone.columns:
+            lines += ["Columns dropped, with their data:", *(f"  {c}" for c in gone.columns)]
+        self.stdout.write("\n".join(lines))
+        answer = input("Type 'yes' to continue, or 'no' to cancel: ")
+        return answer.strip().lower() == "yes"
 
     def _mark_fixed(self, run_id: int, aliases: list[str]) -> Report:
         try:
@@ -374,6 +419,12 @@ class Command(BaseCommand):
         return Report()
 
     # --- output ------------------------------------------------------------------------------
+
+    def _write_traceback(self, result: DatabaseResult) -> None:
+        """A failed migration's traceback, on stderr where CI and ``kubectl logs`` read it."""
+        if result.traceback:
+            name = result.failed_migration or "the failed step"
+            self.stderr.write(f"Traceback of {name}:\n{result.traceback.rstrip()}")
 
     def _finish(self, report: Report) -> None:
         """The one way out: the JSON document (in JSON mode), then the exit code; in text mode
@@ -424,6 +475,7 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "half_applied": run.half_applied,
         "resolved_at": run.resolved_at.isoformat() if run.resolved_at else None,
         "error_summary": run.error_summary,
+        "traceback": run.traceback,
         "host": run.host,
         "pid": run.pid,
         "django_version": run.django_version,
