@@ -88,24 +88,27 @@ def test_eight_replicas_with_the_table_lock_apply_once(database: FreshDatabase) 
 def test_a_lease_held_through_a_long_migration_is_never_taken_over(
     database: FreshDatabase,
 ) -> None:
-    # A 2 s lease and a 7 s migration: only the heartbeat keeps the lease alive meanwhile.
+    # A 4 s lease and a 12 s migration: only the heartbeat (every second) keeps the lease alive
+    # meanwhile. The holder stops after 2 s without a confirmed renewal, a margin that a loaded
+    # CI machine (two test processes on two cores) needs; a 2 s lease once ran out there.
     run = start_command(
         database.url,
         "automigrate",
         "--format",
         "json",
-        AUTOMIGRATE_LOCK_LEASE="2",
-        AUTOMIGRATE_TEST_SLOW="0010_checkpoint:7",
+        AUTOMIGRATE_LOCK_LEASE="4",
+        AUTOMIGRATE_TEST_SLOW="0010_checkpoint:12",
         **TABLE,
     )
-    time.sleep(2)
-    attempts = []
-    for _ in range(4):
-        attempts.append(try_lease(database, "0.5"))
-        time.sleep(0.5)
+    # Handshake: probe until the run holds the lease (a probe that gets it lets it go at once).
+    deadline = time.monotonic() + 60
+    while try_lease(database, "0")["acquired"]:
+        assert time.monotonic() < deadline, "the run never took the lease"
+        assert run.poll() is None, finish(run).err
+    attempts = [try_lease(database, "1") for _ in range(6)]  # about 6 s of the migration
     result = finish(run)
 
-    assert [a["acquired"] for a in attempts] == [False] * 4
+    assert [a["acquired"] for a in attempts] == [False] * 6
     assert result.returncode == 0, result.err
     assert result.json()["databases"][0]["status"] == "succeeded"
 

@@ -94,27 +94,11 @@ def on_ready() -> Decision | None:
     checks report those, and no run is attempted).
     """
     global _hooked
-    try:
-        conf = get_settings()
-    except AutomigrateError as exc:
-        # A management command reports it through its system checks; a server says it here.
-        command = Process.current().command
-        level = logging.DEBUG if command not in (None, *RUNSERVER_COMMANDS) else logging.ERROR
-        logger.log(level, "automigrate: skipped at startup: %s", exc)
-        _set_state(status=SKIPPED, reason="invalid settings")
+    decided = _decide(explicit=False)
+    if decided is None or not decided[1].run:
         _finished.set()
-        return None
-    decision = decide(conf, Process.current())
-    # Skipping is the common case (every management command): worth a line only at DEBUG.
-    logger.log(
-        logging.INFO if decision.run else logging.DEBUG,
-        decision.message(),
-        extra={"decision": decision.run, "reason": decision.reason},
-    )
-    if not decision.run:
-        _set_state(status=SKIPPED, reason=decision.reason)
-        _finished.set()
-        return decision
+        return decided[1] if decided else None
+    conf, decision = decided
     with _state_lock:
         if _hooked:  # ready() runs once per registry; never schedule two runs in one process
             return decision
@@ -131,10 +115,10 @@ def run_at_startup() -> StartupState:
     """The startup run, called explicitly (``wsgi.py``, ``asgi.py``, a server's start hook).
 
     Django is set up already (``django_automigrate.run_at_startup`` sees to it). The call is the
-    decision: it runs whatever ``ON_STARTUP``,
-    ``IN_PRODUCTION`` and the kind of process say, unless ``ENABLED`` is off or this is a test
-    run. In a process whose automatic startup run already ran (or runs), it runs nothing more.
-    Blocking mode returns once the run ended; with ``ON_FAILURE = "raise"`` a failure raises
+    decision: it runs whatever ``ON_STARTUP``, ``IN_PRODUCTION`` and the kind of process say,
+    unless ``ENABLED`` is off or this is a test run. In a process whose automatic startup run
+    already ran (or runs), it runs nothing more. Blocking mode returns once the run ended; with
+    ``ON_FAILURE = "raise"`` a failure raises
     :class:`~django_automigrate.exceptions.StartupFailed`.
     """
     global _hooked
@@ -143,21 +127,10 @@ def run_at_startup() -> StartupState:
         _hooked = True
     if ran:  # in blocking mode it ended in this thread already; in background mode it goes on
         return state()
-    try:
-        conf = get_settings()
-    except AutomigrateError as exc:
-        logger.error("automigrate: skipped at startup: %s", exc)
-        _set_state(status=SKIPPED, reason="invalid settings")
+    decided = _decide(explicit=True)
+    if decided is None or not decided[1].run:
         return state()
-    decision = decide(conf, Process.current(), explicit=True)
-    logger.log(
-        logging.INFO if decision.run else logging.DEBUG,
-        decision.message(),
-        extra={"decision": decision.run, "reason": decision.reason},
-    )
-    if not decision.run:
-        _set_state(status=SKIPPED, reason=decision.reason)
-        return state()
+    conf, decision = decided
     _finished.clear()
     _set_state(status=IN_PROGRESS, reason=decision.reason)
     if conf.mode == "background":
@@ -165,6 +138,32 @@ def run_at_startup() -> StartupState:
     else:
         _run(conf, may_stop=True)
     return state()
+
+
+def _decide(*, explicit: bool) -> tuple[AutomigrateSettings, Decision] | None:
+    """Read the settings and decide, logging the decision; a decision not to run (or invalid
+    settings: None) leaves the state ``skipped``."""
+    process = Process.current()
+    try:
+        conf = get_settings()
+    except AutomigrateError as exc:
+        # A management command reports it through its system checks; a server says it here.
+        quiet = not explicit and process.command not in (None, *RUNSERVER_COMMANDS)
+        logger.log(
+            logging.DEBUG if quiet else logging.ERROR, "automigrate: skipped at startup: %s", exc
+        )
+        _set_state(status=SKIPPED, reason="invalid settings")
+        return None
+    decision = decide(conf, process, explicit=explicit)
+    # Skipping is the common case (every management command): worth a line only at DEBUG.
+    logger.log(
+        logging.INFO if decision.run else logging.DEBUG,
+        decision.message(),
+        extra={"decision": decision.run, "reason": decision.reason},
+    )
+    if not decision.run:
+        _set_state(status=SKIPPED, reason=decision.reason)
+    return conf, decision
 
 
 def _run_when_apps_ready(conf: AutomigrateSettings) -> None:
