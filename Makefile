@@ -50,7 +50,7 @@ $(VENV_DEMO)/.installed: pyproject.toml
 	@test -n "$(PY_LTS)" || { echo "No Python >= 3.10 found: install one (pyenv or your OS packages)."; exit 2; }
 	$(PY_LTS) -m venv $(VENV_DEMO)
 	$(VENV_DEMO)/bin/pip install -q --upgrade pip
-	$(VENV_DEMO)/bin/pip install -q -e '.[health,prometheus]' 'Django>=5.2,<5.3'
+	$(VENV_DEMO)/bin/pip install -q -e '.[health,prometheus]' 'Django>=5.2,<5.3' 'django-environ>=0.11'
 	@touch $@
 
 demo: $(VENV_DEMO)/.installed

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import environ
 from django.conf import settings
 
 from django_automigrate.exceptions import ConfigurationError
@@ -28,7 +27,9 @@ ON_FAILURE_CHOICES = ("raise", "continue")
 ALL_DATABASES: Final = "__all__"
 
 ENV_PREFIX = "AUTOMIGRATE_"
-_TRUE = frozenset(s.lower() for s in environ.Env.BOOLEAN_TRUE_STRINGS)
+#: The spellings django-environ (which projects use to read the rest of their environment)
+#: accepts as true; anything else that is not in _FALSE is an error, not False.
+_TRUE = frozenset({"true", "on", "ok", "y", "yes", "1"})
 _FALSE = frozenset({"false", "off", "no", "n", "0"})
 
 
@@ -254,8 +255,7 @@ def _env_optional_environment(raw: str) -> str | None:
 def _env_aliases(raw: str) -> tuple[str, ...] | Literal["__all__"]:
     if raw.strip() == ALL_DATABASES:
         return ALL_DATABASES
-    # django-environ's list parsing keeps the blanks around items: strip them here.
-    aliases = tuple(a.strip() for a in environ.Env.parse_value(raw, list) if a.strip())
+    aliases = tuple(a.strip() for a in raw.split(",") if a.strip())
     if not aliases:
         raise InvalidValue("automigrate.E006", f"comma-separated aliases or {ALL_DATABASES}")
     return aliases
