@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.apps import apps
 from django.db import connections
 from django.utils import timezone
 
@@ -174,8 +173,7 @@ def _run_when_apps_ready(conf: AutomigrateSettings) -> None:
 
 
 def _after_ready(callback: Callable[[], None]) -> None:
-    while not apps.ready:  # polled, not waited for: it must not depend on ready_event
-        time.sleep(0.05)
+    hook.wait_until_ready()
     callback()
 
 

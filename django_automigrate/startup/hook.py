@@ -72,14 +72,18 @@ def when_apps_ready(
     _watch(registry, hook, fallback, warn=True)
 
 
+def wait_until_ready(registry: Apps = apps) -> None:
+    """Return once every app's ``ready()`` ran. Polled: it must not rely on ``ready_event``,
+    the very contract that may have broken."""
+    while not registry.ready:
+        time.sleep(_POLL)
+
+
 def _watch(
     registry: Apps, hook: _AppsReadyHook | None, fallback: Callable[[], None], *, warn: bool
 ) -> None:
     def watchdog() -> None:
-        while not registry.ready:
-            if hook is not None and hook.fired.is_set():
-                return
-            time.sleep(_POLL)
+        wait_until_ready(registry)
         # populate() sets ready, then the event, holding its lock throughout (the callback runs
         # inside it too): once the lock is ours, populate() has returned, and the hook either
         # fired or never will.
