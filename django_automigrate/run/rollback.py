@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
@@ -38,6 +39,8 @@ class RollbackPlan:
     alias: str
     run: MigrationRun
     plan: Plan
+    #: The loader the plan was made with: the preview and the losses read it again, not the disk.
+    loader: MigrationLoader
 
     @property
     def labels(self) -> list[str]:
@@ -124,7 +127,7 @@ def plan_rollback(run: MigrationRun) -> RollbackPlan:
                 f"Refusing to roll back run #{run.pk}: {migration_label(migration)} is "
                 f"irreversible ({operation.describe()}). Nothing was changed."
             )
-    return RollbackPlan(run.database, run, plan)
+    return RollbackPlan(run.database, run, plan, executor.loader)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +144,7 @@ def losses(target: RollbackPlan) -> Losses:
     from django.core.exceptions import FieldDoesNotExist
     from django.db.migrations import operations
 
-    executor = MigrationExecutor(connections[target.alias])
-    state = executor.loader.project_state()  # every migration on disk applied, as now
+    state = target.loader.project_state()  # every migration on disk applied, as now
     tables: dict[str, None] = {}
     columns: dict[str, None] = {}
 
@@ -199,9 +201,7 @@ def roll_back(
 
 def preview_sql(target: RollbackPlan) -> list[tuple[str, list[str]]]:
     """(label, statements) for each migration of the backwards plan, as sqlmigrate shows them."""
-    from django.db.migrations.loader import MigrationLoader
-
-    loader = MigrationLoader(connections[target.alias], replace_migrations=True)
+    loader = target.loader
     previews = []
     for migration, backwards in target.plan:
         node = loader.graph.nodes[(migration.app_label, migration.name)]
