@@ -28,7 +28,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from django_automigrate.models import MigrationRun, Status, Trigger
+from django_automigrate.models import MigrationRun, Status, Trigger, read_rollback_summary
 
 #: The badge tone of each status: green for success, red for failures, amber for a failure that
 #: was undone, blue while it runs. The status is always written out too: colour is not the only
@@ -49,8 +49,6 @@ SUMMARY_CHARS = 72
 NOTABLE_LOCK_WAIT = datetime.timedelta(seconds=1)
 
 NBSP = "\N{NO-BREAK SPACE}"
-
-_ROLLBACK_SUMMARY = re.compile(r"rollback of run #(?P<run>\d+)(?::\s*(?P<detail>.*))?", re.DOTALL)
 
 
 def format_duration(value: datetime.timedelta | float | None) -> str:
@@ -146,16 +144,16 @@ def half_applied_marker(run: MigrationRun) -> SafeString:
 def summary(run: MigrationRun) -> SafeString:
     """One line that says the right thing for the run's status (empty for a plain success)."""
     if run.trigger == Trigger.ROLLBACK:
-        match = _ROLLBACK_SUMMARY.match(run.error_summary)
-        if match is not None:
-            target = match["run"]
+        read = read_rollback_summary(run.error_summary)
+        if read is not None:
+            target, stopped = read
             undone = format_html(
                 '<span class="automigrate-summary automigrate-summary-rollback">'
                 'rolled back <a href="{}">run #{}</a></span>',
                 _run_url(target),
                 target,
             )
-            detail = _first_line(match["detail"] or "")
+            detail = _first_line(stopped)
             if not detail:
                 return undone
             return format_html(

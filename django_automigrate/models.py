@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db import models
 
 
@@ -19,6 +21,22 @@ class Status(models.TextChoices):
     TIMED_OUT = "timed_out", "timed out"
     #: Its process ended mid-run (killed, its connection lost); closed by the next lock holder.
     INTERRUPTED = "interrupted", "interrupted"
+
+
+#: The ``error_summary`` of a ``--rollback`` run: which run it undid, and why it stopped if it
+#: did. Written by the run session, read back by the admin: one format for both.
+_ROLLBACK_SUMMARY = re.compile(r"rollback of run #(?P<run>\d+)(?::\s*(?P<detail>.*))?", re.DOTALL)
+
+
+def rollback_summary(run_id: int, stopped: str = "") -> str:
+    """The ``error_summary`` of a rollback of run ``run_id`` (``stopped``: why it stopped)."""
+    return f"rollback of run #{run_id}" + (f": {stopped}" if stopped else "")
+
+
+def read_rollback_summary(summary: str) -> tuple[int, str] | None:
+    """(the undone run's id, why it stopped or "") from :func:`rollback_summary`'s text."""
+    match = _ROLLBACK_SUMMARY.match(summary)
+    return (int(match["run"]), match["detail"] or "") if match else None
 
 
 class MigrationRun(models.Model):

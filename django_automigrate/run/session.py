@@ -31,7 +31,7 @@ from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
 from django_automigrate.exceptions import AutomigrateError, DatabaseMissing, LockTimeout
 from django_automigrate.locks import MigrationLock
-from django_automigrate.models import MigrationRun, Status, Trigger
+from django_automigrate.models import MigrationRun, Status, Trigger, rollback_summary
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
 from django_automigrate.run.applier import ApplyOutcome, apply_plan
@@ -501,9 +501,7 @@ class UndoRun(Work):
                 outcome = unapply()
         session._after_connection_loss(outcome.error)
         mode = "transaction" if whole else "reverse"
-        summary = f"rollback of run #{self.run.pk}"
-        if outcome.stopped:
-            summary += f": {outcome.stopped}"
+        summary = rollback_summary(self.run.pk, outcome.stopped)
         trace = "".join(traceback.format_exception(outcome.error)) if outcome.error else ""
         status = Outcome.FAILED if outcome.stopped else Outcome.SUCCEEDED
         run_id = recorder.finish(
