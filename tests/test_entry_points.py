@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.servers import FreshDatabase
-from tests.test_servers import DEVELOPMENT, command_line, pids_serving
-from tests.utils import REPO, child_env, free_port, stop, wait_for
+from tests.test_servers import DEVELOPMENT, command_line
+from tests.utils import REPO, child_env, free_port, pids_serving, stop, wait_for
 
 pytestmark = pytest.mark.servers
 

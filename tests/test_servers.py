@@ -7,23 +7,20 @@ The invocations are the docs' own strings; a test fails when the docs show one t
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import json
 import re
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.servers import FreshDatabase
-from tests.utils import REPO, child_env, free_port, get, manage_args, stop, wait_for
+from tests.utils import REPO, child_env, free_port, manage_args, pids_serving, stop, wait_for
 
 pytestmark = pytest.mark.servers
 
-SERVED_TAGS = 3  # rows seeded by testapp.0022_seed_tags
 RUNSERVER = "python manage.py runserver"
 DEVELOPMENT = {"AUTOMIGRATE_ENVIRONMENT": "development"}
 PROGRAMS = ("gunicorn ", "uvicorn ", "daphne ", "hypercorn ", "granian ", "uwsgi ")
@@ -152,25 +149,6 @@ def start(invocation: str, port: int, database: FreshDatabase, **env: str) -> su
         text=True,
         start_new_session=True,
     )
-
-
-def pids_serving(port: int, workers: int, deadline: float = 60) -> set[int]:
-    """The worker processes seen answering ``/tags/`` (a migrated table): overlapping slow
-    requests until each of ``workers`` processes answered, or the deadline passed."""
-
-    def request(_: int) -> int:
-        status, body = get(f"http://127.0.0.1:{port}/tags/?sleep=0.2", timeout=30)
-        assert status == 200, body
-        assert json.loads(body)["tags"] == SERVED_TAGS
-        pid: int = json.loads(body)["pid"]
-        return pid
-
-    seen: set[int] = set()
-    end = time.monotonic() + deadline
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4 * workers) as pool:
-        while len(seen) < workers and time.monotonic() < end:
-            seen |= set(pool.map(request, range(4 * workers)))
-    return seen
 
 
 @pytest.mark.parametrize(("name", "server"), CASES, indirect=["server"])

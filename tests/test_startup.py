@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import json
 import time
 from pathlib import Path
@@ -11,10 +10,20 @@ from pathlib import Path
 import pytest
 
 from tests.servers import FreshDatabase, Server
-from tests.utils import REPO, free_port, get, run_command, serve_once, start_server, stop, wait_for
+from tests.utils import (
+    REPO,
+    SERVED_TAGS,
+    free_port,
+    get,
+    pids_serving,
+    run_command,
+    serve_once,
+    start_server,
+    stop,
+    wait_for,
+)
 
 DEVELOPMENT = {"AUTOMIGRATE_ENVIRONMENT": "development"}
-SERVED_TAGS = 3  # rows seeded by testapp.0022_seed_tags
 
 
 def runs_at_startup(log: str) -> int:
@@ -43,7 +52,7 @@ def test_gunicorn_masters_create_the_database_once_and_migrate_once(server: Serv
         for port, master in zip(ports, masters, strict=True):
             status, body = wait_for(f"http://127.0.0.1:{port}/tags/", master, timeout=90)
             assert status == 200, body
-        workers = {port: _pids_serving(port) for port in ports}
+        workers = {port: pids_serving(port, 4) for port in ports}
     finally:
         logs = "".join(stop(master).err for master in masters)
         rows = database.migration_rows()
@@ -61,20 +70,6 @@ def test_gunicorn_masters_create_the_database_once_and_migrate_once(server: Serv
     assert "Traceback" not in logs
 
 
-def _pids_serving(port: int) -> set[int]:
-    """Which worker processes answer: 24 overlapping slow requests reach every sync worker."""
-
-    def request(_: int) -> int:
-        status, body = get(f"http://127.0.0.1:{port}/tags/?sleep=0.3", timeout=30)
-        assert status == 200, body
-        assert json.loads(body)["tags"] == SERVED_TAGS
-        pid: int = json.loads(body)["pid"]
-        return pid
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
-        return set(pool.map(request, range(24)))
-
-
 def _two_gunicorn_workers(
     database_url: str, timeout: float, **env: str
 ) -> tuple[int, set[int], str]:
@@ -86,7 +81,7 @@ def _two_gunicorn_workers(
     )
     try:
         status, _ = wait_for(f"http://127.0.0.1:{port}/tags/", process, timeout=timeout)
-        served_by = _pids_serving(port)
+        served_by = pids_serving(port, 2)
     finally:
         log = stop(process).err
     return status, served_by, log

@@ -191,3 +191,28 @@ def serve_once(
     finally:
         log = stop(process).err
     return status, body, log
+
+
+#: Rows that testapp.0022_seed_tags puts in the table ``/tags/`` reads.
+SERVED_TAGS = 3
+
+
+def pids_serving(port: int, workers: int, deadline: float = 60) -> set[int]:
+    """The worker processes seen answering ``/tags/`` (a migrated table): overlapping slow
+    requests until each of ``workers`` processes answered, or the deadline passed."""
+    import concurrent.futures
+    import time
+
+    def request(_: int) -> int:
+        status, body = get(f"http://127.0.0.1:{port}/tags/?sleep=0.2", timeout=30)
+        assert status == 200, body
+        assert json.loads(body)["tags"] == SERVED_TAGS
+        pid: int = json.loads(body)["pid"]
+        return pid
+
+    seen: set[int] = set()
+    end = time.monotonic() + deadline
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4 * workers) as pool:
+        while len(seen) < workers and time.monotonic() < end:
+            seen |= set(pool.map(request, range(4 * workers)))
+    return seen

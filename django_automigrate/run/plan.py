@@ -100,11 +100,8 @@ def pending_work(connection: BaseDatabaseWrapper) -> Pending:
         and key not in loader.disk_migrations
         and key not in replaced
     )
-    leaves = {
-        app: name
-        for app, name in loader.graph.leaf_nodes()
-        if any(app == gone_app for gone_app, _ in without_file)
-    }
+    gone_apps = {app for app, _ in without_file}
+    leaves = {app: name for app, name in loader.graph.leaf_nodes() if app in gone_apps}
     return Pending(
         plan,
         sorted(unrecorded),
