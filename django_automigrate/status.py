@@ -34,7 +34,7 @@ from django_automigrate.locks import lock_for
 from django_automigrate.models import MigrationRun, Status
 from django_automigrate.reporting import metrics
 from django_automigrate.run.history import history_alias, unresolved_half_applied
-from django_automigrate.run.plan import migration_label, pending_work
+from django_automigrate.run.plan import migration_label, nothing_pending, pending_work
 from django_automigrate.run.results import FAILED_STATUSES
 
 logger = logging.getLogger("django_automigrate")
@@ -150,8 +150,10 @@ def _pending(alias: str) -> tuple[str, ...]:
     cached = _cache.get(alias)
     if cached is not None and cached.fingerprint == fingerprint:
         return cached.pending
-    plan = pending_work(connections[alias]).plan
-    pending = tuple(migration_label(migration) for migration, _ in plan)
+    pending: tuple[str, ...] = ()
+    if not nothing_pending(connections[alias]):
+        plan = pending_work(connections[alias]).plan
+        pending = tuple(migration_label(migration) for migration, _ in plan)
     with _cache_lock:
         _cache[alias] = _CachedPlan(fingerprint, pending)
     return pending

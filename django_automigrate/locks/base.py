@@ -7,6 +7,7 @@ import contextlib
 import copy
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +19,32 @@ from django_automigrate.exceptions import LockTimeout
 
 logger = logging.getLogger("django_automigrate")
 
-#: Longest single blocking wait, so that a waiting process logs who holds the lock now and then.
+#: How often a waiting process asks who holds the lock, to say so in its log.
 WAIT_CHUNK_SECONDS = 10.0
+#: The first pause between two tries for a held lock; each pause doubles, up to the longest.
+FIRST_PAUSE_SECONDS = 0.05
+#: The longest pause: a waiter notices a release within about this long.
+LONGEST_PAUSE_SECONDS = 1.0
 
 WaitCallback = Callable[[str | None, float], None]
+
+
+def pauses() -> Iterator[float]:
+    """The pauses of a waiter between its tries: doubling up to :data:`LONGEST_PAUSE_SECONDS`,
+    each a random part (half to all) of its bound, so that replicas started together do not
+    try together ("equal jitter")."""
+    bound = FIRST_PAUSE_SECONDS
+    while True:
+        yield random.uniform(bound / 2, bound)
+        bound = min(bound * 2, LONGEST_PAUSE_SECONDS)
+
+
+def close_unless_in_transaction(connection: BaseDatabaseWrapper) -> None:
+    """Close ``connection`` unless a transaction is open on it: a process that waits holds no
+    connection it does not use (Django reopens it on the next query)."""
+    if not connection.in_atomic_block:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def process_identity() -> str:
@@ -91,20 +114,34 @@ class MigrationLock(abc.ABC):
     def acquire(self, timeout: float, on_wait: WaitCallback | None = None) -> float:
         """Wait at most ``timeout`` seconds for the lock; return the seconds waited.
 
-        Raises :class:`LockTimeout` naming the lock and its holder when the time is up.
+        A waiter holds no connection while it sleeps (:meth:`idle`), and at most one while
+        it tries: hundreds of replicas waiting together must not use up the server's
+        connections. Raises :class:`LockTimeout` naming the lock and its holder.
         """
         started = time.monotonic()
         if self.try_acquire(0):
             return time.monotonic() - started
-        while True:
+        next_report = 0.0
+        for pause in pauses():
+            self.idle()
             waited = time.monotonic() - started
             remaining = timeout - waited
             if remaining <= 0:
-                raise LockTimeout(self.alias, self.name, waited, self.safe_holder())
-            if on_wait is not None:
+                holder = self.safe_holder()
+                self.idle()
+                raise LockTimeout(self.alias, self.name, waited, holder)
+            if on_wait is not None and waited >= next_report:
                 on_wait(self.safe_holder(), waited)
-            if self.try_acquire(min(remaining, WAIT_CHUNK_SECONDS)):
+                self.idle()
+                next_report = waited + WAIT_CHUNK_SECONDS
+            time.sleep(min(pause, remaining))
+            if self.try_acquire(0):
                 return time.monotonic() - started
+        raise AssertionError("unreachable")  # pragma: no cover - pauses() never ends
+
+    def idle(self) -> None:
+        """Between two tries: close the connection the tries use (reopened by the next)."""
+        close_unless_in_transaction(self.connection)
 
     def safe_holder(self) -> str | None:
         """:meth:`holder`, but a failure to find out is an unknown holder, not an error."""

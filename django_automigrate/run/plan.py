@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.exceptions import InconsistentMigrationHistory
@@ -11,6 +12,9 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 
 from django_automigrate.exceptions import PlanError
+from django_automigrate.run import uptodate
+
+logger = logging.getLogger("django_automigrate")
 
 Plan = list[tuple[Migration, bool]]
 
@@ -51,6 +55,28 @@ class Pending:
     @property
     def empty(self) -> bool:
         return not self.plan and not self.unrecorded_squashes
+
+
+def nothing_pending(connection: BaseDatabaseWrapper) -> bool:
+    """True when the migration files and ``django_migrations`` prove that nothing is pending
+    (:mod:`~django_automigrate.run.uptodate`: no migration module imported). False means "not
+    sure": ask :func:`pending_work`."""
+    answer = uptodate.check(connection)
+    if not answer.up_to_date:
+        logger.debug(
+            "automigrate: %s: reading Django's full plan (%s)",
+            connection.alias,
+            answer.reason,
+            extra={"database": connection.alias},
+        )
+    return answer.up_to_date
+
+
+def load_migration_files() -> None:
+    """Import every migration module, without a connection: a plan made right after holds its
+    connection for milliseconds instead of for the imports (hundreds of replicas planning at
+    once must not use up the server's connections)."""
+    MigrationLoader(None, ignore_no_migrations=True, load=False).load_disk()
 
 
 def pending_plan(connection: BaseDatabaseWrapper) -> Plan:

@@ -31,6 +31,7 @@ from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
 from django_automigrate.exceptions import AutomigrateError, DatabaseMissing, LockTimeout
 from django_automigrate.locks import MigrationLock
+from django_automigrate.locks.base import close_unless_in_transaction
 from django_automigrate.models import MigrationRun, Status, Trigger, rollback_summary
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
@@ -47,7 +48,9 @@ from django_automigrate.run.plan import (
     HISTORY_APP,
     Plan,
     applied_without_file_warning,
+    load_migration_files,
     migration_label,
+    nothing_pending,
     pending_work,
     run_order,
 )
@@ -93,8 +96,9 @@ class Work(abc.ABC):
     applied_without_file: list[str] = []  # replaced by each plan, never mutated
 
     @abc.abstractmethod
-    def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
-        """The labels the work will touch, planned now; None when there is nothing to do."""
+    def plan(self, connection: BaseDatabaseWrapper, *, locked: bool) -> list[str] | None:
+        """The labels the work will touch, planned now; None when there is nothing to do.
+        ``locked``: the lock is held (on ``connection`` itself, for a session lock)."""
 
     @abc.abstractmethod
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
@@ -158,7 +162,7 @@ class DatabaseRun:
         try:
             if ensure_database(self.connection, create=self.options.create_database):
                 self.created_database = True
-            planned = self.work.plan(self.connection)
+            planned = self.work.plan(self.connection, locked=False)
         except DatabaseMissing as exc:
             return self.result(Outcome.DATABASE_MISSING, error=str(exc))
         except (AutomigrateError, Error) as exc:
@@ -174,7 +178,7 @@ class DatabaseRun:
                 close_interrupted(self.connection)
             self._refuse_if_half_applied()
             try:
-                planned_now = self.work.plan(self.connection)
+                planned_now = self.work.plan(self.connection, locked=True)
             except (AutomigrateError, Error) as exc:
                 return self.result(
                     Outcome.FAILED, planned=planned, error=describe_error(self.alias, exc)
@@ -347,7 +351,14 @@ class ApplyPending(Work):
         self.conf = conf
         self._plan: Plan = []
 
-    def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
+    def plan(self, connection: BaseDatabaseWrapper, *, locked: bool) -> list[str] | None:
+        if nothing_pending(connection):
+            self.applied_without_file = []
+            return None
+        if not locked:
+            # The imports happen without a connection; the plan then holds one briefly.
+            close_unless_in_transaction(connection)
+            load_migration_files()
         pending = pending_work(connection)
         if pending.applied_without_file and not self.applied_without_file:
             logger.warning(
@@ -467,7 +478,7 @@ class UndoRun(Work):
         self.run = run
         self.backwards: Plan = []
 
-    def plan(self, connection: BaseDatabaseWrapper) -> list[str] | None:
+    def plan(self, connection: BaseDatabaseWrapper, *, locked: bool) -> list[str] | None:
         from django_automigrate.run.rollback import plan_rollback
 
         if not history_table_exists(history_alias(connection.alias)):

@@ -29,6 +29,7 @@ from django_automigrate.conf import (
     shown,
 )
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
+from django_automigrate.locks.base import close_unless_in_transaction
 from django_automigrate.models import MigrationRun, Trigger
 from django_automigrate.reporting.output import format_dry_run, format_history, format_result
 from django_automigrate.reporting.runlog import printed_by_command
@@ -40,6 +41,7 @@ from django_automigrate.run.plan import (
     applied_without_file_warning,
     full_plan_labels,
     migration_label,
+    nothing_pending,
     pending_work,
 )
 from django_automigrate.run.results import DatabaseResult
@@ -179,10 +181,12 @@ class Command(BaseCommand):
         try:
             conf = get_settings()
             aliases = runner.resolve_aliases(databases, conf)
-            if not skip_checks:
-                # Database checks need the database: one that does not exist yet is created (or
-                # reported missing) by the run itself, so it is left out of them here.
-                self.check(databases=[alias for alias in aliases if _exists(alias)])
+            # The system checks guard what a run writes: a run or --check that finds every
+            # database up to date writes nothing, so it skips them (they cost more than the
+            # rest of such a run). --dry-run, --rollback and the rest always run them.
+            other_mode = dry_run or any(v is not None for v in (rollback, history, mark_fixed))
+            if not skip_checks and (other_mode or not _up_to_date(aliases)):
+                self._system_checks(aliases)
         except (ConfigurationError, SystemCheckError) as exc:
             raise _Refused(str(exc), 2) from exc
         except Error as exc:  # a database check could not reach its server
@@ -210,6 +214,20 @@ class Command(BaseCommand):
         return self._run(
             aliases, use_lock=not no_lock, lock_timeout=lock_timeout, verbosity=verbosity
         )
+
+    def _system_checks(self, aliases: list[str]) -> None:
+        """Django's checks, as ``migrate`` runs them. Database checks need the database: one
+        that does not exist yet is created (or reported missing) by the run itself, so it is
+        left out of them. No connection stays open through them: replicas that start together
+        all check at once, and only one of them will migrate."""
+        existing = [alias for alias in aliases if _exists(alias)]
+        try:
+            for alias in aliases:
+                close_unless_in_transaction(connections[alias])
+            self.check(databases=existing)
+        finally:
+            for alias in aliases:
+                close_unless_in_transaction(connections[alias])
 
     # --- modes -------------------------------------------------------------------------------
 
@@ -259,6 +277,9 @@ class Command(BaseCommand):
                     # Connecting would create a SQLite file: say what a run would do instead.
                     missing.append(alias)
                     pending[alias] = full_plan_labels()
+                    continue
+                if nothing_pending(connections[alias]):
+                    pending[alias] = without_file[alias] = []
                     continue
                 work = pending_work(connections[alias])
                 pending[alias] = [migration_label(m) for m, _ in work.plan]
@@ -481,6 +502,17 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "django_version": run.django_version,
         "release": run.release,
     }
+
+
+def _up_to_date(aliases: list[str]) -> bool:
+    """Every database exists and is proven up to date without Django's plan."""
+    try:
+        return all(
+            database_exists(connections[alias]) and nothing_pending(connections[alias])
+            for alias in aliases
+        )
+    except (AutomigrateError, Error):
+        return False  # the run itself reports it, with its own message
 
 
 def _exists(alias: str) -> bool:
