@@ -445,10 +445,13 @@ VARIANTS = (
 @dataclasses.dataclass
 class Samples:
     seconds: list[float] = dataclasses.field(default_factory=list)
+    #: Samples left out (the process failed, or did not prove it did what it should), and why
+    #: the first of them was.
+    failed: int = 0
     problem: str = ""
 
     def median(self) -> float | None:
-        return statistics.median(self.seconds) if self.seconds and not self.problem else None
+        return statistics.median(self.seconds) if self.seconds else None
 
 
 def time_processes(project: Project, rounds: int) -> dict[str, Samples]:
@@ -460,6 +463,8 @@ def time_processes(project: Project, rounds: int) -> dict[str, Samples]:
             seconds, done = run(project, variant.argv, env)
             sample = samples[variant.label]
             if done.returncode or variant.expect not in done.stdout:
+                # The product changes under the benchmark: a failure is reported, not fatal.
+                sample.failed += 1
                 sample.problem = sample.problem or (
                     f"exit {done.returncode}: {last_line(done.stderr) or last_line(done.stdout)}"
                 )
@@ -1052,8 +1057,11 @@ def notes(
         if project.error:
             found.append(f"{project.key}: not measured: {project.error}")
         for label, samples in timings.get(project.key, {}).items():
-            if samples.problem:
-                found.append(f"{project.key}: {label}: {samples.problem}")
+            if samples.failed:
+                found.append(
+                    f"{project.key}: {label}: {samples.failed} run(s) left out, the first: "
+                    f"{samples.problem}"
+                )
         for key, result in probes.get(project.key, {}).items():
             if result.missing:
                 found.append(f"{project.key}: {key}: n/a ({result.missing})")

@@ -76,7 +76,9 @@ def test_a_run_and_a_startup_run_warn_and_succeed(
     assert run.json()["databases"][0]["status"] == "nothing_to_do"
     assert f"have no file here: {GONE}" in run.err
     assert startup.returncode == 0, startup.stderr
-    warnings = [line for line in startup.stderr.splitlines() if GONE in line and "have no file here" in line]
+    warnings = [
+        line for line in startup.stderr.splitlines() if GONE in line and "have no file here" in line
+    ]
     assert len(warnings) == 1, startup.stderr
     assert HINT in warnings[0]
 
