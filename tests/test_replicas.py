@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -206,3 +207,79 @@ def test_replicas_started_together_signal_one_run_once(
         "succeeded",
     )
     assert finished["applied"] == _as_list(row["applied"])
+
+
+#: Replicas in the connection test: enough that "one connection each" would show.
+WAITERS = 12
+
+
+def _waiter_connections(database: FreshDatabase) -> int:
+    """Connections to the database now, except the lock holder's and the asking one."""
+    if database.vendor == "postgresql":
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND pid <> pg_backend_pid() AND application_name NOT LIKE 'django-automigrate %%'"
+        )
+        return int(database.query(sql, (database.name,))[0][0])
+    holders = database.query("SELECT IS_USED_LOCK(%s)", (f"django_automigrate:{database.name}",))
+    holder = holders[0][0] or 0
+    sql = (
+        "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = %s "
+        "AND ID <> CONNECTION_ID() AND ID <> %s"
+    )
+    return int(database.query(sql, (database.name, holder))[0][0])
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+def test_waiting_replicas_hold_no_connection_while_they_wait(database: FreshDatabase) -> None:
+    """Hundreds of replicas must fit a default server's max_connections: a waiter closes its
+    connection between its tries, so the server sees a few at a time, not one per waiter."""
+    holder = start_command(database.url, "automigrate", AUTOMIGRATE_TEST_SLOW=f"{SLOW}:120")
+    wait_for_lock_holder(database)
+    waiters = [
+        start_command(
+            database.url,
+            "automigrate",
+            "--format",
+            "json",
+            "--lock-timeout",
+            "300",
+            AUTOMIGRATE_TEST_LOG_LEVEL="DEBUG",
+        )
+        for _ in range(WAITERS)
+    ]
+    logs: list[list[str]] = [[] for _ in waiters]
+    readers = [
+        threading.Thread(target=lambda p=p, log=log: log.extend(p.stderr), daemon=True)  # type: ignore[misc]
+        for p, log in zip(waiters, logs, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    # Handshake: every waiter has planned and said it waits for the lock.
+    wait_until(
+        lambda: all(any("waiting for the migration lock" in line for line in log) for log in logs),
+        timeout=120,
+        what="every replica to wait for the lock",
+    )
+    samples = [_waiter_connections(database) for _ in range(100)]
+    holder.send_signal(signal.SIGKILL)
+    finish(holder)
+    results = []
+    for waiter, reader in zip(waiters, readers, strict=True):
+        waiter.wait(timeout=300)
+        reader.join(timeout=30)
+        assert waiter.stdout is not None
+        assert waiter.stderr is not None
+        results.append((waiter.returncode, waiter.stdout.read()))
+        waiter.stdout.close()
+        waiter.stderr.close()
+
+    print("connections held by the waiters, sampled:", collections.Counter(samples))
+    # Before: each waiter held its planning connection (and more) the whole time.
+    assert max(samples) <= WAITERS // 3, samples
+    if database.vendor == "mysql":
+        return  # the killed holder left a half-applied migration: the refusal is tested above
+    assert [code for code, _ in results] == [0] * WAITERS, logs
+    statuses = [json.loads(out)["databases"][0]["status"] for _, out in results]
+    assert statuses.count("succeeded") == 1, statuses
+    assert set(statuses) == {"succeeded", "nothing_to_do"}, statuses
