@@ -16,13 +16,16 @@ import datetime
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from filelock import FileLock, Timeout
 
 from django_automigrate.exceptions import ConfigurationError, LockLost
 from django_automigrate.locks.base import MigrationLock, process_identity
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 LOCK_SUFFIX = ".automigrate.lock"
 OWNER_SUFFIX = ".automigrate.owner"
@@ -138,6 +141,9 @@ class SQLiteFileLock(MigrationLock):
                 f"Cannot lock SQLite database {self.alias!r}: folder {str(path.parent)!r} "
                 "does not exist."
             )
+        # Imported when a lock is wanted: a start that finds nothing to do never needs it.
+        from filelock import FileLock, Timeout
+
         if self._lock is None or Path(self._lock.lock_file) != path:
             self._lock = FileLock(path)
         try:
@@ -163,6 +169,8 @@ class SQLiteFileLock(MigrationLock):
         path = self.path
         if not path.exists():
             return None  # never locked here: asking must not create the file
+        from filelock import FileLock, Timeout
+
         probe = FileLock(path)
         try:
             probe.acquire(timeout=0)

@@ -6,9 +6,6 @@ import dataclasses
 import logging
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.exceptions import InconsistentMigrationHistory
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
 
 from django_automigrate.exceptions import PlanError
@@ -76,6 +73,8 @@ def load_migration_files() -> None:
     """Import every migration module, without a connection: a plan made right after holds its
     connection for milliseconds instead of for the imports (hundreds of replicas planning at
     once must not use up the server's connections)."""
+    from django.db.migrations.loader import MigrationLoader
+
     MigrationLoader(None, ignore_no_migrations=True, load=False).load_disk()
 
 
@@ -90,6 +89,10 @@ def pending_plan(connection: BaseDatabaseWrapper) -> Plan:
 
 def pending_work(connection: BaseDatabaseWrapper) -> Pending:
     """The plan, and the squash bookkeeping ``migrate`` would do (see :class:`Pending`)."""
+    # Imported when the fast answer is not enough: a start with nothing to do never needs them.
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+    from django.db.migrations.executor import MigrationExecutor
+
     executor = MigrationExecutor(connection)
     loader = executor.loader
     try:
@@ -154,6 +157,8 @@ def applied_without_file_warning(alias: str, pending: Pending) -> str:
 
 def full_plan_labels() -> list[str]:
     """Every migration a run would apply to an empty database, in order (no connection used)."""
+    from django.db.migrations.loader import MigrationLoader
+
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
     labels: dict[str, None] = {}
     for leaf in sorted(graph.leaf_nodes()):

@@ -21,7 +21,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -35,7 +35,6 @@ from django_automigrate.locks.base import close_unless_in_transaction
 from django_automigrate.models import MigrationRun, Status, Trigger, rollback_summary
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
-from django_automigrate.run.applier import ApplyOutcome, apply_plan
 from django_automigrate.run.database import ensure_database
 from django_automigrate.run.history import (
     HistoryRecorder,
@@ -55,9 +54,9 @@ from django_automigrate.run.plan import (
     run_order,
 )
 from django_automigrate.run.results import DatabaseResult, Outcome, describe_error
-from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
-from django_automigrate.run.transactions import RollBack, one_transaction, runs_in_one_transaction
-from django_automigrate.run.undo import ReverseOutcome, Undo, apply_undoably, reverse
+
+if TYPE_CHECKING:
+    from django_automigrate.run.undo import ReverseOutcome
 
 logger = logging.getLogger("django_automigrate")
 
@@ -274,6 +273,8 @@ class DatabaseRun:
             ) from exc
         if not own:
             return
+        from django_automigrate.run.applier import apply_plan
+
         with self.lock.guard():
             outcome = apply_plan(
                 self.connection,
@@ -381,6 +382,11 @@ class ApplyPending(Work):
         return [migration_label(m) for m, _ in run_order(pending.plan, history=self.conf.history)]
 
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
+        # Imported when there is work: a start that finds nothing to do never pays for them.
+        from django_automigrate.run.applier import ApplyOutcome, apply_plan
+        from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
+        from django_automigrate.run.undo import Undo, apply_undoably
+
         connection, options = session.connection, session.options
         apply = with_retries(
             lambda: apply_plan(
@@ -489,6 +495,13 @@ class UndoRun(Work):
         return target.labels
 
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
+        from django_automigrate.run.transactions import (
+            RollBack,
+            one_transaction,
+            runs_in_one_transaction,
+        )
+        from django_automigrate.run.undo import ReverseOutcome, reverse
+
         connection = session.connection
         whole = runs_in_one_transaction(connection, self.backwards)
         labels = [migration_label(m) for m, _ in self.backwards]  # newest first

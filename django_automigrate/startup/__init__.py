@@ -180,7 +180,8 @@ def _after_ready(callback: Callable[[], None]) -> None:
 def _start_thread(callback: Callable[[], None]) -> None:
     # What the run imports is imported here, before any fork: a module imported by the thread
     # while the process forks can register fork handlers halfway (filelock does).
-    from django_automigrate.locks import sqlite  # noqa: F401
+    import filelock  # noqa: F401
+
     from django_automigrate.run import runner  # noqa: F401
 
     thread = threading.Thread(
