@@ -3,7 +3,7 @@ processes that start together does to PostgreSQL.
 
     python benchmarks/scale.py [--sizes 50,500,2000] [--apps 50] [--databases sqlite,postgresql]
         [--rounds 7] [--calls 20] [--race 64,256] [--race-migrations 500]
-        [--postgres-url URL] [--keep]
+        [--race-lock-timeout 600] [--postgres-url URL] [--keep]
 
 For each size, a throwaway project (settings, ``manage.py``, ``wsgi.py`` and apps ``app00`` …,
 each with a chain of migrations and cross-app dependencies on earlier apps) is written to a
@@ -37,6 +37,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -54,7 +55,7 @@ PYTHON = sys.executable
 PROJECT_PACKAGE = "scaleproject"
 HOLDER_PREFIX = "django-automigrate "  # the lock holder's application_name on PostgreSQL
 SAMPLE_SECONDS = 0.02
-ATTRIBUTE_SECONDS = 0.25
+ATTRIBUTE_SECONDS = 1.0
 
 # --- the generated project ------------------------------------------------------------------------
 
@@ -632,10 +633,12 @@ def probe_all(project: Project, calls: int) -> dict[str, Probe]:
 
 # --- 3. the race ----------------------------------------------------------------------------------
 
+#: Every client connection of the server: the race's database is told apart in Python, and the
+#: others count towards max_connections too (the sampler's own included).
 SAMPLE_SQL = """
 SELECT pid, application_name, state, left(regexp_replace(query, '\\s+', ' ', 'g'), 70),
-       client_port
-FROM pg_stat_activity WHERE datname = %s
+       client_port, datname
+FROM pg_stat_activity WHERE backend_type = 'client backend'
 """
 
 
@@ -645,6 +648,8 @@ class Activity:
 
     samples: int = 0
     peak_total: int = 0
+    #: Every database's connections together, against the server's max_connections.
+    peak_server: int = 0
     peak_waiters: int = 0
     #: The waiters' last statements at their peak, most common first.
     waiter_queries: list[tuple[str, int]] = dataclasses.field(default_factory=list)
@@ -693,25 +698,27 @@ class Sampler(threading.Thread):
             with self.server.connect() as sampler:
                 attributed_at = 0.0
                 while not self.stop.is_set():
-                    rows = sampler.execute(SAMPLE_SQL, [self.database]).fetchall()
-                    new_peak = self.record(rows)
+                    new_peak = self.record(sampler.execute(SAMPLE_SQL).fetchall())
                     # The waiters' connections come and go within milliseconds: look at whose
-                    # they are at each new peak, and four times a second.
+                    # they are at each new peak, and once a second (it costs CPU the race needs).
                     due = time.monotonic() - attributed_at >= ATTRIBUTE_SECONDS
                     if self.pids and (new_peak or due):
                         owners = socket_owners(self.pids)
-                        self.attribute(
-                            sampler.execute(SAMPLE_SQL, [self.database]).fetchall(), owners
-                        )
+                        self.attribute(self.mine(sampler.execute(SAMPLE_SQL).fetchall()), owners)
                         attributed_at = time.monotonic()
                     self.stop.wait(SAMPLE_SECONDS)
         except Exception as exc:
             self.activity.error = f"{type(exc).__name__}: {exc}"
 
-    def record(self, rows: list[tuple[Any, ...]]) -> bool:
+    def mine(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [row for row in rows if row[5] == self.database]
+
+    def record(self, server_rows: list[tuple[Any, ...]]) -> bool:
         """Count one sample; True when the waiters hold more connections than ever before."""
         seen = self.activity
         seen.samples += 1
+        seen.peak_server = max(seen.peak_server, len(server_rows))
+        rows = self.mine(server_rows)
         waiters = [row for row in rows if not str(row[1] or "").startswith(HOLDER_PREFIX)]
         seen.peak_total = max(seen.peak_total, len(rows))
         if len(waiters) <= seen.peak_waiters:
@@ -749,7 +756,7 @@ class Crowd:
     statuses: dict[str, int] = dataclasses.field(default_factory=dict)
     applied_by: int = 0
     too_many_clients: int = 0
-    history: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
+    history: list[tuple[str, int, int, float]] = dataclasses.field(default_factory=list)
     activity: Activity | None = None
     errors: list[tuple[str, int]] = dataclasses.field(default_factory=list)
 
@@ -788,13 +795,15 @@ def crowd_of_setups(project: Project, count: int, folder: Path) -> Crowd:
     return crowd
 
 
-def race(project: Project, server: PostgresServer, count: int, folder: Path) -> Crowd:
+def race(
+    project: Project, server: PostgresServer, count: int, folder: Path, lock_timeout: float
+) -> Crowd:
     """``count`` ``manage.py automigrate`` on an empty database, started together."""
     name = project.database["NAME"]
     server.create(name)
     sampler = Sampler(server, name)
     sampler.start()
-    argv = ("manage.py", "automigrate", "--lock-timeout", "600", "--format", "json")
+    argv = ("manage.py", "automigrate", "--lock-timeout", f"{lock_timeout:g}", "--format", "json")
     processes, started = start_together(project, argv, child_env(project.database), count, folder)
     sampler.pids = [process.pid for process in processes]
     crowd = Crowd(count, wall=wait_all(processes, started))
@@ -822,29 +831,44 @@ def read_outcomes(crowd: Crowd, folder: Path) -> None:
             errors[last_line(err) or last_line(out) or "(no output)"] += 1
             continue
         for database in document.get("databases", []):
-            statuses[database.get("status", "?")] += 1
+            status = str(database.get("status", "?"))
+            if status == "failed":
+                # A plan was made (and is reported) only by a run that got past planning: then
+                # it failed while waiting for the lock or under it.
+                status += " after planning" if database.get("planned") else " before planning"
+            statuses[status] += 1
             if database.get("applied"):
                 crowd.applied_by += 1
             if database.get("error"):
-                errors[str(database["error"])[:160]] += 1
+                errors[short_error(database["error"])] += 1
         if "error" in document:
             statuses["(refused)"] += 1
-            errors[str(document["error"])[:160]] += 1
+            errors[short_error(document["error"])] += 1
     crowd.statuses = dict(statuses)
     crowd.errors = errors.most_common(3)
 
 
-def history_rows(server: PostgresServer, name: str) -> list[tuple[str, int, int]]:
-    """(status, runs, migrations applied) of the run history table."""
+def short_error(error: object) -> str:
+    """An error message with its numbers of seconds blurred, so that alike errors count as one."""
+    text = re.sub(r"\d+(\.\d+)?s\b", "Ns", str(error))
+    return text[:220]
+
+
+def history_rows(server: PostgresServer, name: str) -> list[tuple[str, int, int, float]]:
+    """(status, runs, migrations applied, longest duration in seconds) of the run history: how
+    long the run that applied took under the crowd, next to the lone ``migrate``."""
     try:
         with server.connect(name) as connection:
             rows = connection.execute(
-                "SELECT status, count(*), coalesce(sum(jsonb_array_length(applied)), 0) "
+                "SELECT status, count(*), coalesce(sum(jsonb_array_length(applied)), 0), "
+                "coalesce(extract(epoch FROM max(duration)), 0) "
                 "FROM django_automigrate_migrationrun GROUP BY status ORDER BY status"
             ).fetchall()
     except Exception as exc:
-        return [(f"unreadable: {type(exc).__name__}", 0, 0)]
-    return [(str(status), int(runs), int(applied)) for status, runs, applied in rows]
+        return [(f"unreadable: {type(exc).__name__}", 0, 0, 0.0)]
+    return [
+        (str(status), int(runs), int(applied), float(took)) for status, runs, applied, took in rows
+    ]
 
 
 @dataclasses.dataclass
@@ -855,9 +879,14 @@ class RaceReport:
 
 
 def run_races(
-    root: Path, server: PostgresServer, size: int, apps: int, counts: Sequence[int]
+    root: Path,
+    server: PostgresServer,
+    size: int,
+    apps: int,
+    counts: Sequence[int],
+    lock_timeout: float,
 ) -> RaceReport:
-    project_root = root / f"race-{size}"
+    project_root = root / f"p{size}"  # the project of that size, when --sizes made it
     if not project_root.exists():
         progress(f"race: writing a project of {size} migrations")
         write_project(project_root, size, apps)
@@ -876,7 +905,7 @@ def run_races(
         setups = crowd_of_setups(project, count, root / f"setups-{count}")
         progress(f"race: {count} automigrate together")
         try:
-            crowd = race(project, server, count, root / f"race-{count}")
+            crowd = race(project, server, count, root / f"race-{count}", lock_timeout)
         finally:
             server.drop(project.database["NAME"])
         report.rounds.append((setups, crowd))
@@ -915,7 +944,12 @@ def checkout() -> str:
     return f"{commit}{' + uncommitted changes' if dirty else ''}" if commit else "unknown"
 
 
-def header(server_version: str | None) -> str:
+def checkout_span(before: str) -> str:
+    after = checkout()
+    return before if after == before else f"{before} at the start, {after} at the end"
+
+
+def header(server_version: str | None, checkout_before: str) -> str:
     import django
 
     import django_automigrate
@@ -924,7 +958,7 @@ def header(server_version: str | None) -> str:
         datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         f"Python {platform.python_version()}",
         f"Django {django.get_version()}",
-        f"django-automigrate {django_automigrate.__version__} ({checkout()})",
+        f"django-automigrate {django_automigrate.__version__} ({checkout_span(checkout_before)})",
         f"{cpu_model()}, {os.cpu_count()} cores",
     ]
     if server_version:
@@ -1010,7 +1044,8 @@ def race_table(report: RaceReport) -> str:
         activity = crowd.activity or Activity()
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(crowd.exit_codes.items()))
         history = ", ".join(
-            f"{status} {runs} ({applied} applied)" for status, runs, applied in crowd.history
+            f"{status} {runs} ({applied} applied, took {took:.0f} s)"
+            for status, runs, applied, took in crowd.history
         )
         rows.append(
             [
@@ -1021,7 +1056,7 @@ def race_table(report: RaceReport) -> str:
                 codes,
                 str(crowd.applied_by),
                 history or "none",
-                f"{activity.peak_total} / {activity.peak_waiters}",
+                f"{activity.peak_server} / {activity.peak_total} / {activity.peak_waiters}",
                 str(activity.most_per_waiter),
                 str(crowd.too_many_clients),
             ]
@@ -1034,7 +1069,7 @@ def race_table(report: RaceReport) -> str:
         "exit codes",
         "applied by",
         "history rows",
-        "peak conns total / waiters",
+        "peak conns: server / this db / waiters",
         "most conns, 1 waiter",
         "too many clients",
     ]
@@ -1106,6 +1141,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--race", type=numbers, default=numbers("64,256"))
     parser.add_argument("--race-migrations", type=int, default=500)
     parser.add_argument(
+        "--race-lock-timeout", type=float, default=600.0, help="--lock-timeout of each racer"
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "AUTOMIGRATE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
@@ -1141,6 +1179,7 @@ def projects_for(
 
 def measure(args: argparse.Namespace, root: Path, server: PostgresServer | None) -> str:
     load_before = os.getloadavg()
+    checkout_before = checkout()
     projects: list[Project] = []
     timings: dict[str, dict[str, Samples]] = {}
     probes: dict[str, dict[str, Probe]] = {}
@@ -1160,8 +1199,13 @@ def measure(args: argparse.Namespace, root: Path, server: PostgresServer | None)
                 server.drop(project.database["NAME"])
     races = None
     if args.race and server is not None:
-        races = run_races(root, server, args.race_migrations, args.apps, args.race)
-    sections = [header(server.version() if server else None), load_line(load_before)]
+        races = run_races(
+            root, server, args.race_migrations, args.apps, args.race, args.race_lock_timeout
+        )
+    sections = [
+        header(server.version() if server else None, checkout_before),
+        load_line(load_before),
+    ]
     if timings:
         sections += [
             f"{args.rounds} rounds (median, after a warm-up round); {args.calls} later calls; "

@@ -25,6 +25,10 @@ WAIT_CHUNK_SECONDS = 10.0
 FIRST_PAUSE_SECONDS = 0.05
 #: The longest pause: a waiter notices a release within about this long.
 LONGEST_PAUSE_SECONDS = 1.0
+#: A pause lasts at least this many times the last try (connect, ask, close), up to 10 s: on a
+#: loaded server or machine, where a try takes long, waiters hold a connection 1/40 of the time.
+LOADED_PAUSE_FACTOR = 40
+LOADED_PAUSE_LIMIT = 10.0
 
 WaitCallback = Callable[[str | None, float], None]
 
@@ -122,8 +126,13 @@ class MigrationLock(abc.ABC):
         if self.try_acquire(0):
             return time.monotonic() - started
         next_report = 0.0
+        tried_at = started
         for pause in pauses():
             self.idle()
+            # A try that took long means a loaded server or machine: fewer tries help it most.
+            pause = max(
+                pause, min(LOADED_PAUSE_FACTOR * (time.monotonic() - tried_at), LOADED_PAUSE_LIMIT)
+            )
             waited = time.monotonic() - started
             remaining = timeout - waited
             if remaining <= 0:
@@ -135,6 +144,7 @@ class MigrationLock(abc.ABC):
                 self.idle()
                 next_report = waited + WAIT_CHUNK_SECONDS
             time.sleep(min(pause, remaining))
+            tried_at = time.monotonic()
             if self.try_acquire(0):
                 return time.monotonic() - started
         raise AssertionError("unreachable")  # pragma: no cover - pauses() never ends

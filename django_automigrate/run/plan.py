@@ -54,10 +54,10 @@ class Pending:
         return not self.plan and not self.unrecorded_squashes
 
 
-def nothing_pending(connection: BaseDatabaseWrapper) -> bool:
-    """True when the migration files and ``django_migrations`` prove that nothing is pending
-    (:mod:`~django_automigrate.run.uptodate`: no migration module imported). False means "not
-    sure": ask :func:`pending_work`."""
+def fast_answer(connection: BaseDatabaseWrapper) -> uptodate.Answer:
+    """What the migration files and ``django_migrations`` prove, without Django's plan
+    (:mod:`~django_automigrate.run.uptodate`: no migration module imported); logs at DEBUG why
+    it is not sure, when it is not."""
     answer = uptodate.check(connection)
     if not answer.up_to_date:
         logger.debug(
@@ -66,7 +66,12 @@ def nothing_pending(connection: BaseDatabaseWrapper) -> bool:
             answer.reason,
             extra={"database": connection.alias},
         )
-    return answer.up_to_date
+    return answer
+
+
+def nothing_pending(connection: BaseDatabaseWrapper) -> bool:
+    """True when nothing is pending for sure; False means "not sure": ask :func:`pending_work`."""
+    return fast_answer(connection).up_to_date
 
 
 def load_migration_files() -> None:

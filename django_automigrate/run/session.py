@@ -47,9 +47,9 @@ from django_automigrate.run.plan import (
     HISTORY_APP,
     Plan,
     applied_without_file_warning,
+    fast_answer,
     load_migration_files,
     migration_label,
-    nothing_pending,
     pending_work,
     run_order,
 )
@@ -95,9 +95,12 @@ class Work(abc.ABC):
     applied_without_file: list[str] = []  # replaced by each plan, never mutated
 
     @abc.abstractmethod
-    def plan(self, connection: BaseDatabaseWrapper, *, locked: bool) -> list[str] | None:
+    def plan(self, connection: BaseDatabaseWrapper, *, before_lock: bool) -> list[str] | None:
         """The labels the work will touch, planned now; None when there is nothing to do.
-        ``locked``: the lock is held (on ``connection`` itself, for a session lock)."""
+
+        ``before_lock``: the plan made before the lock is tried. It may close the connection
+        (a session lock is not on it yet), and may return ``[]``: there is work for sure,
+        listed under the lock (then the processes that wait never make Django's plan)."""
 
     @abc.abstractmethod
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
@@ -161,7 +164,7 @@ class DatabaseRun:
         try:
             if ensure_database(self.connection, create=self.options.create_database):
                 self.created_database = True
-            planned = self.work.plan(self.connection, locked=False)
+            planned = self.work.plan(self.connection, before_lock=True)
         except DatabaseMissing as exc:
             return self.result(Outcome.DATABASE_MISSING, error=str(exc))
         except (AutomigrateError, Error) as exc:
@@ -177,7 +180,7 @@ class DatabaseRun:
                 close_interrupted(self.connection)
             self._refuse_if_half_applied()
             try:
-                planned_now = self.work.plan(self.connection, locked=True)
+                planned_now = self.work.plan(self.connection, before_lock=False)
             except (AutomigrateError, Error) as exc:
                 return self.result(
                     Outcome.FAILED, planned=planned, error=describe_error(self.alias, exc)
@@ -216,6 +219,7 @@ class DatabaseRun:
             )
         except LockTimeout as exc:
             self.lock.release()
+            planned = planned or self._listed()
             raise _Stop(
                 self.result(
                     Outcome.LOCK_TIMEOUT,
@@ -242,6 +246,13 @@ class DatabaseRun:
         finally:
             self.lock.release()
 
+    def _listed(self) -> list[str]:
+        """What the work would touch, for the report of a run that never had the lock."""
+        try:
+            return self.work.plan(self.connection, before_lock=False) or []
+        except (AutomigrateError, Error):
+            return []
+
     def _refuse_if_half_applied(self) -> None:
         try:
             stuck = unresolved_half_applied(self.alias)
@@ -266,6 +277,8 @@ class DatabaseRun:
         if not self.options.conf.history:
             return
         try:
+            if fast_answer(self.connection).up_to_date:
+                return  # the usual case once another process has migrated: no plan to make
             own = [m for m, _ in pending_work(self.connection).plan if m.app_label == HISTORY_APP]
         except (AutomigrateError, Error) as exc:
             raise _Stop(
@@ -352,11 +365,14 @@ class ApplyPending(Work):
         self.conf = conf
         self._plan: Plan = []
 
-    def plan(self, connection: BaseDatabaseWrapper, *, locked: bool) -> list[str] | None:
-        if nothing_pending(connection):
+    def plan(self, connection: BaseDatabaseWrapper, *, before_lock: bool) -> list[str] | None:
+        answer = fast_answer(connection)
+        if answer.up_to_date:
             self.applied_without_file = []
             return None
-        if not locked:
+        if before_lock and answer.certainly_pending:
+            return []
+        if before_lock:
             # The imports happen without a connection; the plan then holds one briefly.
             close_unless_in_transaction(connection)
             load_migration_files()
@@ -484,7 +500,7 @@ class UndoRun(Work):
         self.run = run
         self.backwards: Plan = []
 
-    def plan(self, connection: BaseDatabaseWrapper, *, locked: bool) -> list[str] | None:
+    def plan(self, connection: BaseDatabaseWrapper, *, before_lock: bool) -> list[str] | None:
         from django_automigrate.run.rollback import plan_rollback
 
         if not history_table_exists(history_alias(connection.alias)):

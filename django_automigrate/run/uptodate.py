@@ -39,10 +39,19 @@ class Answer:
 
     up_to_date: bool
     reason: str = ""
+    #: A migration file has no row (or nothing is recorded yet): Django's plan has work for
+    #: sure (or refuses the state), so a run may take the lock before making it.
+    certainly_pending: bool = False
 
 
 class _NotSure(Exception):
-    pass
+    def __init__(self, reason: str, *, table_missing: bool = False) -> None:
+        super().__init__(reason)
+        self.table_missing = table_missing
+
+
+def _any(on_disk: dict[str, set[str]]) -> bool:
+    return any(on_disk.values())
 
 
 def check(connection: BaseDatabaseWrapper) -> Answer:
@@ -57,12 +66,18 @@ def check(connection: BaseDatabaseWrapper) -> Answer:
     try:
         applied = applied_names(connection)
     except _NotSure as unsure:
-        return Answer(False, str(unsure))
+        return Answer(False, str(unsure), certainly_pending=unsure.table_missing and _any(on_disk))
     for app_label, names in on_disk.items():
         recorded = applied.get(app_label, set())
         missing = names - recorded
         if missing:
-            return Answer(False, f"{app_label}.{min(missing)} has no row in django_migrations")
+            # A file without its row is pending, or makes what it replaces pending, or is a
+            # squash waiting to be recorded: work in every case (Django's graph says which).
+            return Answer(
+                False,
+                f"{app_label}.{min(missing)} has no row in django_migrations",
+                certainly_pending=True,
+            )
         without_file = recorded - names
         if without_file:
             # A squash replaces it, or it was applied from elsewhere: the full plan tells which.
@@ -140,8 +155,17 @@ def applied_names(connection: BaseDatabaseWrapper) -> dict[str, set[str]]:
             cursor.execute(f"SELECT app, name FROM {table}")
             rows = cursor.fetchall()
     except Error as exc:
-        raise _NotSure(f"cannot read django_migrations: {exc}") from exc
+        missing = MigrationRecorder.Migration._meta.db_table not in _table_names(connection)
+        raise _NotSure(f"cannot read django_migrations: {exc}", table_missing=missing) from exc
     applied: dict[str, set[str]] = {}
     for app_label, name in rows:
         applied.setdefault(app_label, set()).add(name)
     return applied
+
+
+def _table_names(connection: BaseDatabaseWrapper) -> list[str]:
+    try:
+        with connection.cursor() as cursor:
+            return list(connection.introspection.table_names(cursor))
+    except Error:
+        return [MigrationRecorder.Migration._meta.db_table]  # cannot tell: not "missing"
