@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from django_automigrate.models import MigrationRun
-from django_automigrate.run.dryrun import DatabasePreview
 from django_automigrate.run.runner import (
     DATABASE_MISSING,
     LOCK_TIMEOUT,
@@ -14,6 +14,9 @@ from django_automigrate.run.runner import (
     NOTHING_TO_DO,
     DatabaseResult,
 )
+
+if TYPE_CHECKING:
+    from django_automigrate.run.dryrun import DatabasePreview
 
 
 def format_result(result: DatabaseResult) -> str:

@@ -128,11 +128,13 @@ def _names_in(package_name: str, paths: list[str]) -> set[str]:
             if entry.is_dir():
                 folders.add(entry.name)
                 continue
-            module = inspect.getmodulename(entry.name)
+            name = entry.name
+            # The common case first, without inspect (a 2,000-file project calls this 2,000 times).
+            module = name[:-3] if name.endswith(".py") else inspect.getmodulename(name)
             if module is None or module == "__init__" or "." in module or module[0] in "_~":
                 continue
-            if not entry.name.endswith(".py") or module != entry.name[:-3]:
-                raise _NotSure(f"{package_name} holds {entry.name!r}, not a .py source file")
+            if not name.endswith(".py"):
+                raise _NotSure(f"{package_name} holds {name!r}, not a .py source file")
             names.add(module)
         if folders & names:
             raise _NotSure(f"{package_name} has a folder named like a migration")

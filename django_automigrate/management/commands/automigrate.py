@@ -15,7 +15,7 @@ import json
 import sys
 from argparse import ArgumentParser, ArgumentTypeError
 from collections.abc import Callable
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.db import Error, connections
@@ -33,8 +33,7 @@ from django_automigrate.locks.base import close_unless_in_transaction
 from django_automigrate.models import MigrationRun, Trigger
 from django_automigrate.reporting.output import format_dry_run, format_history, format_result
 from django_automigrate.reporting.runlog import printed_by_command
-from django_automigrate.run import dryrun, runner
-from django_automigrate.run import rollback as undo_run
+from django_automigrate.run import runner
 from django_automigrate.run.database import database_exists
 from django_automigrate.run.history import history_alias, history_table_exists, mark_fixed
 from django_automigrate.run.plan import (
@@ -45,6 +44,9 @@ from django_automigrate.run.plan import (
     pending_work,
 )
 from django_automigrate.run.results import DatabaseResult
+
+if TYPE_CHECKING:
+    from django_automigrate.run import rollback as undo_run
 
 #: Version of the ``--format json`` documents; bumped on any incompatible change.
 JSON_SCHEMA_VERSION = 1
@@ -310,6 +312,8 @@ class Command(BaseCommand):
         return Report(exit_code)
 
     def _dry_run(self, aliases: list[str], conf: AutomigrateSettings) -> Report:
+        from django_automigrate.run import dryrun
+
         previews = dryrun.preview(aliases, conf)
         exit_code = 1 if any(p.error for p in previews) else 0
         if self.json:
@@ -336,6 +340,9 @@ class Command(BaseCommand):
         use_lock: bool,
         lock_timeout: float,
     ) -> Report:
+        # Imported by the modes that use them: a run with nothing to do never needs them.
+        from django_automigrate.run import rollback as undo_run
+
         try:
             target = undo_run.plan_rollback(undo_run.find_run(run_id, aliases))
         except ConfigurationError as exc:
@@ -380,6 +387,8 @@ class Command(BaseCommand):
 
     def _confirmed(self, target: undo_run.RollbackPlan) -> bool:
         """Ask, as ``flush`` does, listing what goes; refuse (exit 2) where nobody can answer."""
+        from django_automigrate.run import rollback as undo_run
+
         gone = undo_run.losses(target)
         count = len(target.labels)
         what = f"unapply {count} migration(s) of run #{target.run.pk} on {target.alias!r}"
