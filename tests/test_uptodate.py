@@ -312,3 +312,36 @@ def test_no_table_is_unsure_not_an_error(project: Path, django_db_blocker: Any) 
         result = answers(project / "p", case)
     assert not result.fast.up_to_date
     assert "django_migrations" in result.fast.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiter_sees_the_database_become_up_to_date() -> None:
+    from django.core.management import call_command
+
+    watch = uptodate.Watch()
+    assert watch.up_to_date(connection)  # the test database is fully migrated
+    call_command("migrate", "testapp", "0022", verbosity=0)
+    assert not watch.up_to_date(connection)
+    call_command("migrate", verbosity=0)
+    assert watch.up_to_date(connection)
+
+
+def test_a_waiter_stops_waiting_once_its_work_is_done_elsewhere() -> None:
+    from django_automigrate.locks.base import NoLongerNeeded
+    from django_automigrate.locks.sqlite import sqlite_lock
+
+    holder, waiter = sqlite_lock(connection), sqlite_lock(connection)  # in-memory: in-process
+    assert holder.try_acquire(0)
+    asked: list[int] = []
+
+    def unneeded() -> bool:
+        asked.append(1)
+        return len(asked) >= 2  # done elsewhere by the second failed try
+
+    try:
+        with pytest.raises(NoLongerNeeded):
+            waiter.acquire(60, unneeded=unneeded)
+        assert not waiter.try_acquire(0)  # it never took the lock
+    finally:
+        holder.release()
+    assert len(asked) == 2

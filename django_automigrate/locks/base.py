@@ -26,11 +26,19 @@ FIRST_PAUSE_SECONDS = 0.05
 #: The longest pause: a waiter notices a release within about this long.
 LONGEST_PAUSE_SECONDS = 1.0
 #: A pause lasts at least this many times the last try (connect, ask, close), up to 10 s: on a
-#: loaded server or machine, where a try takes long, waiters hold a connection 1/40 of the time.
-LOADED_PAUSE_FACTOR = 40
+#: loaded server or machine, where a try takes long, waiters hold a connection 1/100 of the time.
+LOADED_PAUSE_FACTOR = 100
 LOADED_PAUSE_LIMIT = 10.0
 
 WaitCallback = Callable[[str | None, float], None]
+
+
+class NoLongerNeeded(Exception):
+    """A waiter learnt that another process did the work it waited to do."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"no longer needed after {waited:.1f}s")
+        self.waited = waited
 
 
 def pauses() -> Iterator[float]:
@@ -115,12 +123,19 @@ class MigrationLock(abc.ABC):
         """
         yield
 
-    def acquire(self, timeout: float, on_wait: WaitCallback | None = None) -> float:
+    def acquire(
+        self,
+        timeout: float,
+        on_wait: WaitCallback | None = None,
+        unneeded: Callable[[], bool] | None = None,
+    ) -> float:
         """Wait at most ``timeout`` seconds for the lock; return the seconds waited.
 
         A waiter holds no connection while it sleeps (:meth:`idle`), and at most one while
         it tries: hundreds of replicas waiting together must not use up the server's
-        connections. Raises :class:`LockTimeout` naming the lock and its holder.
+        connections. Raises :class:`LockTimeout` naming the lock and its holder, and
+        :class:`NoLongerNeeded` when ``unneeded()``, asked after each failed try on the same
+        connection, says the work was done by another process meanwhile.
         """
         started = time.monotonic()
         if self.try_acquire(0):
@@ -147,6 +162,9 @@ class MigrationLock(abc.ABC):
             tried_at = time.monotonic()
             if self.try_acquire(0):
                 return time.monotonic() - started
+            if unneeded is not None and unneeded():
+                self.idle()
+                raise NoLongerNeeded(time.monotonic() - started)
         raise AssertionError("unreachable")  # pragma: no cover - pauses() never ends
 
     def idle(self) -> None:

@@ -54,11 +54,13 @@ class Pending:
         return not self.plan and not self.unrecorded_squashes
 
 
-def fast_answer(connection: BaseDatabaseWrapper) -> uptodate.Answer:
+def fast_answer(
+    connection: BaseDatabaseWrapper, watch: uptodate.Watch | None = None
+) -> uptodate.Answer:
     """What the migration files and ``django_migrations`` prove, without Django's plan
     (:mod:`~django_automigrate.run.uptodate`: no migration module imported); logs at DEBUG why
     it is not sure, when it is not."""
-    answer = uptodate.check(connection)
+    answer = watch.answer(connection) if watch is not None else uptodate.check(connection)
     if not answer.up_to_date:
         logger.debug(
             "automigrate: %s: reading Django's full plan (%s)",

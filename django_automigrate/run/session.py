@@ -31,10 +31,11 @@ from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
 from django_automigrate.exceptions import AutomigrateError, DatabaseMissing, LockTimeout
 from django_automigrate.locks import MigrationLock
-from django_automigrate.locks.base import close_unless_in_transaction
+from django_automigrate.locks.base import NoLongerNeeded, close_unless_in_transaction
 from django_automigrate.models import MigrationRun, Status, Trigger, rollback_summary
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
+from django_automigrate.run import uptodate
 from django_automigrate.run.database import ensure_database
 from django_automigrate.run.history import (
     HistoryRecorder,
@@ -106,6 +107,14 @@ class Work(abc.ABC):
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
         """Do the work and finish the history row; return what happened."""
 
+    def done_elsewhere(self, connection: BaseDatabaseWrapper) -> bool:
+        """Asked between two tries for the lock: did another process do this work meanwhile?
+        Cheap, and never sure by default."""
+        return False
+
+    def prepare(self) -> None:  # noqa: B027 - most work has nothing to read from disk first
+        """What the plan reads without a database, read before connecting."""
+
 
 class DatabaseRun:
     """One run of ``work`` on the database ``alias``, under ``lock``."""
@@ -162,6 +171,7 @@ class DatabaseRun:
 
     def _run(self) -> DatabaseResult:
         try:
+            self.work.prepare()
             if ensure_database(self.connection, create=self.options.create_database):
                 self.created_database = True
             planned = self.work.plan(self.connection, before_lock=True)
@@ -215,8 +225,18 @@ class DatabaseRun:
     def _locked(self, planned: list[str]) -> Iterator[None]:
         try:
             self.lock_wait = self.lock.acquire(
-                self.options.lock_timeout, on_wait=wait_logger(self.alias, self.lock.name)
+                self.options.lock_timeout,
+                on_wait=wait_logger(self.alias, self.lock.name),
+                unneeded=lambda: self.work.done_elsewhere(self.connection),
             )
+        except NoLongerNeeded as done:
+            # The holder brought the database up to date: taking the lock in turn only to find
+            # that out would keep hundreds of replicas waiting one after another.
+            raise _Stop(
+                self.result(
+                    Outcome.NOTHING_TO_DO, applied_by_another_process=True, lock_wait=done.waited
+                )
+            ) from done
         except LockTimeout as exc:
             self.lock.release()
             planned = planned or self._listed()
@@ -364,9 +384,21 @@ class ApplyPending(Work):
         self.trigger = trigger
         self.conf = conf
         self._plan: Plan = []
+        self._watch: uptodate.Watch | None = None
+
+    def prepare(self) -> None:
+        # The migration files are listed before the connection opens: hundreds of replicas
+        # starting on a busy machine then hold it for a query, not for the listing too.
+        self._watch = uptodate.Watch()
+
+    def done_elsewhere(self, connection: BaseDatabaseWrapper) -> bool:
+        if self._watch is None:
+            self._watch = uptodate.Watch()
+        return self._watch.up_to_date(connection)
 
     def plan(self, connection: BaseDatabaseWrapper, *, before_lock: bool) -> list[str] | None:
-        answer = fast_answer(connection)
+        # Under the lock the files are listed afresh: that answer rests on nothing read before.
+        answer = fast_answer(connection, self._watch if before_lock else None)
         if answer.up_to_date:
             self.applied_without_file = []
             return None

@@ -63,10 +63,18 @@ def check(connection: BaseDatabaseWrapper) -> Answer:
         on_disk = disk_migration_names()
     except _NotSure as unsure:
         return Answer(False, str(unsure))
+    return _answer_for(on_disk, connection)
+
+
+def _answer_for(on_disk: dict[str, set[str]], connection: BaseDatabaseWrapper) -> Answer:
     try:
         applied = applied_names(connection)
     except _NotSure as unsure:
         return Answer(False, str(unsure), certainly_pending=unsure.table_missing and _any(on_disk))
+    return _compare(on_disk, applied)
+
+
+def _compare(on_disk: dict[str, set[str]], applied: dict[str, set[str]]) -> Answer:
     for app_label, names in on_disk.items():
         recorded = applied.get(app_label, set())
         missing = names - recorded
@@ -83,6 +91,42 @@ def check(connection: BaseDatabaseWrapper) -> Answer:
             # A squash replaces it, or it was applied from elsewhere: the full plan tells which.
             return Answer(False, f"{app_label}.{min(without_file)} is applied but has no file")
     return Answer(True)
+
+
+class Watch:
+    """The same answer asked again and again, cheaply, by a process waiting for the lock: did
+    another process bring the database up to date meanwhile? The files are listed once; the
+    rows are read only once there are enough of them (one ``COUNT(*)`` before)."""
+
+    def __init__(self) -> None:
+        self._unsure = ""
+        try:
+            self._on_disk: dict[str, set[str]] | None = disk_migration_names()
+        except _NotSure as unsure:
+            self._on_disk = None  # the fast answer cannot tell here: a waiter waits on
+            self._unsure = str(unsure)
+        self._needed = sum(map(len, (self._on_disk or {}).values()))
+
+    def answer(self, connection: BaseDatabaseWrapper) -> Answer:
+        """:func:`check`, with the files listed when this watch was made (before connecting:
+        the connection is then held for one query)."""
+        if self._on_disk is None:
+            return Answer(False, self._unsure)
+        return _answer_for(self._on_disk, connection)
+
+    def up_to_date(self, connection: BaseDatabaseWrapper) -> bool:
+        if self._on_disk is None or connection.in_atomic_block:
+            return False
+        table = connection.ops.quote_name(MigrationRecorder.Migration._meta.db_table)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                row = cursor.fetchone()
+            if row is None or row[0] < self._needed:
+                return False
+            return _compare(self._on_disk, applied_names(connection)).up_to_date
+        except (Error, _NotSure):
+            return False
 
 
 def disk_migration_names() -> dict[str, set[str]]:
