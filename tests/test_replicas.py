@@ -250,7 +250,7 @@ def test_waiting_replicas_hold_no_connection_while_they_wait(database: FreshData
     ]
     logs: list[list[str]] = [[] for _ in waiters]
     readers = [
-        threading.Thread(target=lambda p=p, log=log: log.extend(p.stderr), daemon=True)  # type: ignore[misc]
+        threading.Thread(target=log.extend, args=(p.stderr,), daemon=True)
         for p, log in zip(waiters, logs, strict=True)
     ]
     for reader in readers:
