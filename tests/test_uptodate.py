@@ -331,7 +331,7 @@ def test_a_waiter_stops_waiting_once_its_work_is_done_elsewhere() -> None:
     from django_automigrate.locks.sqlite import sqlite_lock
 
     holder, waiter = sqlite_lock(connection), sqlite_lock(connection)  # in-memory: in-process
-    assert holder.try_acquire(0)
+    assert holder.try_acquire()
     asked: list[int] = []
 
     def unneeded() -> bool:
@@ -341,7 +341,7 @@ def test_a_waiter_stops_waiting_once_its_work_is_done_elsewhere() -> None:
     try:
         with pytest.raises(NoLongerNeeded):
             waiter.acquire(60, unneeded=unneeded)
-        assert not waiter.try_acquire(0)  # it never took the lock
+        assert not waiter.try_acquire()  # it never took the lock
     finally:
         holder.release()
     assert len(asked) == 2

@@ -91,8 +91,9 @@ class MigrationLock(abc.ABC):
         """How an operator finds this lock (the advisory key, the lock name, the file path)."""
 
     @abc.abstractmethod
-    def try_acquire(self, wait: float) -> bool:
-        """Take the lock, waiting at most ``wait`` seconds (0: do not wait); True when held."""
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free now, without waiting; True when held. Waiting is
+        :meth:`acquire`'s alone: one loop, the same back-off for every backend."""
 
     @abc.abstractmethod
     def release(self) -> None:
@@ -138,7 +139,7 @@ class MigrationLock(abc.ABC):
         connection, says the work was done by another process meanwhile.
         """
         started = time.monotonic()
-        if self.try_acquire(0):
+        if self.try_acquire():
             return time.monotonic() - started
         next_report = 0.0
         tried_at = started
@@ -160,7 +161,7 @@ class MigrationLock(abc.ABC):
                 next_report = waited + WAIT_CHUNK_SECONDS
             time.sleep(min(pause, remaining))
             tried_at = time.monotonic()
-            if self.try_acquire(0):
+            if self.try_acquire():
                 return time.monotonic() - started
             if unneeded is not None and unneeded():
                 self.idle()
@@ -234,7 +235,7 @@ class NoLock(MigrationLock):
     def name(self) -> str:
         return "none (locking disabled)"
 
-    def try_acquire(self, wait: float) -> bool:
+    def try_acquire(self) -> bool:
         return True
 
     def release(self) -> None:

@@ -9,7 +9,6 @@ process, a ``KILL`` or a ``wait_timeout`` stops the work and frees the lock at t
 from __future__ import annotations
 
 import hashlib
-import math
 
 from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -46,12 +45,11 @@ class MySQLNamedLock(SessionLock):
     def name(self) -> str:
         return f"GET_LOCK({self._lock_name!r})"
 
-    def try_acquire(self, wait: float) -> bool:
+    def try_acquire(self) -> bool:
         self._identify()
-        # GET_LOCK takes whole seconds on MySQL; a negative timeout would mean "forever".
-        seconds = max(0, math.ceil(wait))
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT GET_LOCK(%s, %s)", [self._lock_name, seconds])
+            # A timeout of 0: one try; a waiting GET_LOCK would hold its connection meanwhile.
+            cursor.execute("SELECT GET_LOCK(%s, 0)", [self._lock_name])
             row = cursor.fetchone()
         if row is None or row[0] is None:
             raise AutomigrateError(

@@ -10,16 +10,12 @@ terminated backend or a server idle timeout stops the work and frees the lock at
 from __future__ import annotations
 
 import hashlib
-import time
 
 from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_automigrate.exceptions import LockLost
 from django_automigrate.locks.base import SessionLock, process_identity
-
-#: How often a waiter asks for the lock again.
-POLL_SECONDS = 0.2
 
 _HOLDER_SQL = """
 SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start
@@ -70,23 +66,16 @@ class PostgresAdvisoryLock(SessionLock):
         key = self._key if self._key is not None else advisory_key(self._database)
         return f"pg_advisory_lock({key}) of database {self._database!r}"
 
-    def try_acquire(self, wait: float) -> bool:
-        # Polled, never a blocking pg_advisory_lock(): a statement blocked on the lock holds a
+    def try_acquire(self) -> bool:
+        # Tried, never a blocking pg_advisory_lock(): a statement blocked on the lock holds a
         # snapshot, and the holder's CREATE INDEX CONCURRENTLY waits for every such snapshot
         # while the blocked statement waits for the holder: a deadlock. A waiter that polls is
         # idle between its sub-millisecond statements, and holds nothing anyone waits for.
-        key = self.key
-        deadline = time.monotonic() + max(0.0, wait)
-        while True:
-            with self.connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-                row = cursor.fetchone()
-            if row and row[0]:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(POLL_SECONDS, remaining))
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.key])
+            row = cursor.fetchone()
+        if not row or not row[0]:
+            return False
         self._held = True
         with self.connection.cursor() as cursor:
             # Waiters and operators see who holds the lock in application_name.

@@ -134,7 +134,7 @@ class SQLiteFileLock(MigrationLock):
     def name(self) -> str:
         return f"file lock {str(self.path)!r}"
 
-    def try_acquire(self, wait: float) -> bool:
+    def try_acquire(self) -> bool:
         path = self.path
         if not path.parent.is_dir():
             raise ConfigurationError(
@@ -147,7 +147,7 @@ class SQLiteFileLock(MigrationLock):
         if self._lock is None or Path(self._lock.lock_file) != path:
             self._lock = FileLock(path)
         try:
-            self._lock.acquire(timeout=wait, poll_interval=0.05)
+            self._lock.acquire(timeout=0)
         except Timeout:
             return False
         self._held_path = path
@@ -202,10 +202,8 @@ class InMemoryLock(MigrationLock):
 
     _held = False
 
-    def try_acquire(self, wait: float) -> bool:
-        acquired = (
-            self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
-        )
+    def try_acquire(self) -> bool:
+        acquired = self._lock.acquire(blocking=False)
         self._held = self._held or acquired
         return acquired
 

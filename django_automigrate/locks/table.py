@@ -34,7 +34,6 @@ logger = logging.getLogger("django_automigrate")
 
 TABLE = "django_automigrate_lease"
 LEASE_NAME = "migrations"
-POLL_SECONDS = 0.5
 
 #: The database server's clock, in seconds since the epoch.
 _NOW = {
@@ -96,18 +95,14 @@ class TableLeaseLock(MigrationLock):
                 if TABLE not in connection.introspection.table_names(cursor):
                     raise
 
-    def try_acquire(self, wait: float) -> bool:
+    def try_acquire(self) -> bool:
         self._create_table()
-        deadline = time.monotonic() + wait
-        while True:
-            if self._attempt():
-                self._held = True
-                self._work_session = _session_id(self.connection)
-                self._start_heartbeat()
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        if not self._attempt():
+            return False
+        self._held = True
+        self._work_session = _session_id(self.connection)
+        self._start_heartbeat()
+        return True
 
     def _attempt(self) -> bool:
         now = _now(self.connection)

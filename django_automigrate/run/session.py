@@ -348,7 +348,7 @@ class DatabaseRun:
         if not running:
             return
         try:
-            if self.lock.try_acquire(0):
+            if self.lock.try_acquire():
                 close_interrupted(self.connection)
         except (AutomigrateError, Error, OSError) as exc:
             logger.debug("automigrate: %s: could not close interrupted runs: %s", self.alias, exc)

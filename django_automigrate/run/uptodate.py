@@ -50,28 +50,12 @@ class _NotSure(Exception):
         self.table_missing = table_missing
 
 
-def _any(on_disk: dict[str, set[str]]) -> bool:
-    return any(on_disk.values())
-
-
 def check(connection: BaseDatabaseWrapper) -> Answer:
     """Whether nothing is pending on ``connection``'s database, decided without Django's plan.
 
     One query (``SELECT app, name FROM django_migrations``); never creates or writes anything.
     """
-    try:
-        on_disk = disk_migration_names()
-    except _NotSure as unsure:
-        return Answer(False, str(unsure))
-    return _answer_for(on_disk, connection)
-
-
-def _answer_for(on_disk: dict[str, set[str]], connection: BaseDatabaseWrapper) -> Answer:
-    try:
-        applied = applied_names(connection)
-    except _NotSure as unsure:
-        return Answer(False, str(unsure), certainly_pending=unsure.table_missing and _any(on_disk))
-    return _compare(on_disk, applied)
+    return Watch().answer(connection)
 
 
 def _compare(on_disk: dict[str, set[str]], applied: dict[str, set[str]]) -> Answer:
@@ -112,7 +96,12 @@ class Watch:
         the connection is then held for one query)."""
         if self._on_disk is None:
             return Answer(False, self._unsure)
-        return _answer_for(self._on_disk, connection)
+        try:
+            applied = applied_names(connection)
+        except _NotSure as unsure:
+            nothing_recorded = unsure.table_missing and any(self._on_disk.values())
+            return Answer(False, str(unsure), certainly_pending=nothing_recorded)
+        return _compare(self._on_disk, applied)
 
     def up_to_date(self, connection: BaseDatabaseWrapper) -> bool:
         if self._on_disk is None or connection.in_atomic_block:
