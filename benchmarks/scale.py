@@ -45,10 +45,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from pgserver import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -282,55 +283,6 @@ def write_project(root: Path, size: int, apps: int) -> Path:
 
 
 # --- databases ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PostgresServer:
-    """The server of ``--postgres-url``; databases made here are dropped by :meth:`drop`."""
-
-    url: str
-
-    @property
-    def _parts(self) -> urllib.parse.SplitResult:
-        return urllib.parse.urlsplit(self.url)
-
-    def settings(self, name: str) -> dict[str, Any]:
-        parts = self._parts
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": name,
-            "USER": urllib.parse.unquote(parts.username or ""),
-            "PASSWORD": urllib.parse.unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-        }
-
-    def connect(self, name: str | None = None) -> Any:
-        import psycopg
-
-        parts = self._parts
-        return psycopg.connect(
-            dbname=name or parts.path.lstrip("/") or "postgres",
-            user=urllib.parse.unquote(parts.username or "") or None,
-            password=urllib.parse.unquote(parts.password or "") or None,
-            host=parts.hostname,
-            port=parts.port,
-            autocommit=True,
-        )
-
-    def create(self, name: str) -> None:
-        self.drop(name)  # left over by an interrupted run
-        with self.connect() as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop(self, name: str) -> None:
-        with self.connect() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def version(self) -> str:
-        with self.connect() as admin:
-            row = admin.execute("SHOW server_version").fetchone()
-        return str(row[0]).split()[0] if row else "?"
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ Nothing is cached and nothing is written into ``django.conf.settings``: every ca
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -20,6 +21,9 @@ from django.conf import settings
 from django_automigrate.exceptions import ConfigurationError
 
 ENVIRONMENTS = ("development", "staging", "production")
+#: The lock forecast's verdicts, mildest first (``run.forecast`` makes them): the values of
+#: ``MAX_LOCK_IMPACT`` and ``--max-lock-impact``.
+LOCK_IMPACT_LEVELS: Final = ("safe", "brief_lock", "blocks_writes", "blocks_reads", "rewrites")
 ON_STARTUP_CHOICES = ("auto", True, False)
 MODES = ("blocking", "background")
 LOCK_BACKENDS = ("auto", "table")
@@ -252,6 +256,16 @@ def _env_optional_environment(raw: str) -> str | None:
     return None if raw.strip() == "" else _env_choice(ENVIRONMENTS)(raw)
 
 
+def _optional_level(value: Any) -> str | None:
+    return None if value is None else str(_choice(LOCK_IMPACT_LEVELS)(value))
+
+
+def _env_optional_level(raw: str) -> str | None:
+    if raw.strip().lower() in ("", "none", "off"):
+        return None
+    return str(_env_choice(LOCK_IMPACT_LEVELS)(raw))
+
+
 def _env_aliases(raw: str) -> tuple[str, ...] | Literal["__all__"]:
     if raw.strip() == ALL_DATABASES:
         return ALL_DATABASES
@@ -279,6 +293,39 @@ def _numeric(name: str, default: Any, bounds: Bounds, doc: str, *, optional: boo
             name, default, _optional_number(bounds), _env_optional_number(bounds), doc, bounds
         )
     return Key(name, default, _number(bounds), _env_number(bounds), doc, bounds)
+
+
+#: The value of a derived key that is not set (the dict has no entry, the variable is empty).
+AUTO: Final = "auto"
+
+#: Seconds a migration's statement waits for table locks in staging and production, unless set:
+#: short enough that the queries queued behind it hardly notice, long enough for ordinary
+#: transactions to end (pgroll waits 0.5 s, django-deferred-migrations 2 s).
+PRODUCTION_STATEMENT_LOCK_TIMEOUT: Final = 2.0
+
+STATEMENT_LOCK_BOUNDS: Final = Bounds(0, DAY, above_low=True)
+
+
+def _derived(key: Key) -> Key:
+    """``key``, also accepting :data:`AUTO` (and an empty variable) for "derive it"."""
+
+    def validate(value: Any) -> Any:
+        if value == AUTO:
+            return AUTO
+        try:
+            return key.validate(value)
+        except InvalidValue as exc:
+            raise InvalidValue(exc.check_id, f"{AUTO!r}, {exc.allowed}") from None
+
+    def parse_env(raw: str) -> Any:
+        if raw.strip().lower() in ("", AUTO):
+            return AUTO
+        try:
+            return key.parse_env(raw)
+        except InvalidValue as exc:
+            raise InvalidValue(exc.check_id, f"{AUTO} (or empty), {exc.allowed}") from None
+
+    return dataclasses.replace(key, validate=validate, parse_env=parse_env)
 
 
 KEYS: tuple[Key, ...] = (
@@ -344,24 +391,48 @@ KEYS: tuple[Key, ...] = (
         "create a missing database; derived from ENVIRONMENT when unset",
     ),
     Key("HISTORY", True, _bool, _env_bool, "record runs in MigrationRun"),
+    _derived(
+        _numeric(
+            "STATEMENT_LOCK_TIMEOUT",
+            AUTO,
+            # Above 0 (0 would mean "no limit" to both servers: that is None) and at most 1 day:
+            # PostgreSQL's lock_timeout is milliseconds in a 32-bit int (at most about 24.8
+            # days), MySQL's lock_wait_timeout at most 31536000 s (a year), and a statement that
+            # queues production queries behind it for longer than a day is what this key exists
+            # to stop.
+            STATEMENT_LOCK_BOUNDS,
+            "seconds a statement may wait for table locks; None: no limit; derived when unset",
+            optional=True,
+        )
+    ),
     _numeric(
-        "STATEMENT_LOCK_TIMEOUT",
+        "CONCURRENT_STATEMENT_LOCK_TIMEOUT",
         None,
-        # Above 0 (0 would mean "no limit" to both servers: that is None) and at most 1 day:
-        # PostgreSQL's lock_timeout is milliseconds in a 32-bit int (at most about 24.8 days),
-        # MySQL's lock_wait_timeout at most 31536000 s (a year), and a statement that queues
-        # production queries behind it for longer than a day is what this key exists to stop.
-        Bounds(0, DAY, above_low=True),
-        "seconds a DDL statement may wait for table locks; None: no limit",
+        STATEMENT_LOCK_BOUNDS,
+        "the same for statements that let traffic through (CREATE INDEX CONCURRENTLY)",
         optional=True,
     ),
     _numeric(
         "STATEMENT_LOCK_RETRIES",
-        3,
+        10,
         # At most 100: each retry runs the migration again after a pause (up to 10 s) and a
         # wait of up to STATEMENT_LOCK_TIMEOUT; past 100, retrying is waiting forever in disguise.
         Bounds(0, 100, whole=True),
         "retries after a statement lock timeout",
+    ),
+    Key(
+        "REBUILD_INVALID_INDEXES",
+        False,
+        _bool,
+        _env_bool,
+        "drop an invalid index a pending migration creates again, before the run",
+    ),
+    Key(
+        "MAX_LOCK_IMPACT",
+        None,
+        _optional_level,
+        _env_optional_level,
+        "refuse runs whose lock forecast is worse, outside development; None: off",
     ),
     Key(
         "MAIL_ADMINS_ON_FAILURE",
@@ -415,7 +486,10 @@ class AutomigrateSettings:
     create_database: bool
     history: bool
     statement_lock_timeout: float | None = None
-    statement_lock_retries: int = 3
+    statement_lock_retries: int = 10
+    concurrent_statement_lock_timeout: float | None = None
+    rebuild_invalid_indexes: bool = False
+    max_lock_impact: str | None = None
     mail_admins_on_failure: bool = False
 
     def aliases(self) -> tuple[str, ...]:
@@ -514,7 +588,15 @@ def read_settings(
         rollback_on_failure=values["ROLLBACK_ON_FAILURE"],
         create_database=create_database,
         history=values["HISTORY"],
-        statement_lock_timeout=values["STATEMENT_LOCK_TIMEOUT"],
+        statement_lock_timeout=(
+            (None if environment == "development" else PRODUCTION_STATEMENT_LOCK_TIMEOUT)
+            if values["STATEMENT_LOCK_TIMEOUT"] == AUTO
+            else values["STATEMENT_LOCK_TIMEOUT"]
+        ),
+        concurrent_statement_lock_timeout=values["CONCURRENT_STATEMENT_LOCK_TIMEOUT"],
+        rebuild_invalid_indexes=values["REBUILD_INVALID_INDEXES"],
+        # The gate guards shared databases; in development every run goes through.
+        max_lock_impact=None if environment == "development" else values["MAX_LOCK_IMPACT"],
         statement_lock_retries=values["STATEMENT_LOCK_RETRIES"],
         mail_admins_on_failure=values["MAIL_ADMINS_ON_FAILURE"],
     )

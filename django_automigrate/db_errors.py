@@ -25,6 +25,8 @@ MYSQL_QUERY_INTERRUPTED = 1317
 MYSQL_STATEMENT_TIMEOUT = (3024, 1969)  # MySQL max_execution_time, MariaDB max_statement_time
 #: Server gone away, lost connection, connection killed (KILL), and the client errors for them.
 MYSQL_CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
+#: SQLite's primary result code for "database is locked".
+SQLITE_BUSY = 5
 
 _MYSQL_MODULES = ("MySQLdb", "pymysql", "mysql.connector", "django.db")
 #: psycopg 3 and psycopg2 (PyMySQL errors have a ``sqlstate`` too: MySQL's, such as "HY000").
@@ -65,8 +67,26 @@ def mysql_errno(error: BaseException | None) -> int | None:
 
 
 def is_lock_timeout(error: BaseException | None) -> bool:
-    """A statement that gave up waiting for a lock (``lock_timeout``, ``lock_wait_timeout``)."""
-    return sqlstate(error) == PG_LOCK_NOT_AVAILABLE or mysql_errno(error) == MYSQL_LOCK_WAIT_TIMEOUT
+    """A statement that gave up waiting for a lock (``lock_timeout``, ``lock_wait_timeout``,
+    SQLite's busy timeout)."""
+    return (
+        sqlstate(error) == PG_LOCK_NOT_AVAILABLE
+        or mysql_errno(error) == MYSQL_LOCK_WAIT_TIMEOUT
+        or is_sqlite_busy(error)
+    )
+
+
+def is_sqlite_busy(error: BaseException | None) -> bool:
+    """SQLite's "database is locked": another connection holds the write lock (SQLITE_BUSY and
+    its extended codes, such as SQLITE_BUSY_SNAPSHOT)."""
+    for link in _chain(error):
+        if type(link).__module__ != "sqlite3":
+            continue
+        code = getattr(link, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF == SQLITE_BUSY
+        return "database is locked" in str(link)
+    return False
 
 
 def is_connection_lost(error: BaseException | None) -> bool:

@@ -80,6 +80,12 @@ class MigrationRun(models.Model):
     resolved_at = models.DateTimeField(
         null=True, blank=True, help_text="When a person recorded that the state was fixed by hand."
     )
+    # null: rows written by code older than this column (a rolling deploy) stay valid.
+    lock_waits = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Lock waits of the run's statements: migration, seconds, blocking sessions.",
+    )
     error_summary = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     host = models.CharField(max_length=255, blank=True)

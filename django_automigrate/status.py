@@ -219,7 +219,7 @@ def _history(alias: str) -> tuple[MigrationRun | None, MigrationRun | None]:
             newest = (
                 MigrationRun.objects.using(using)
                 .filter(database=alias)
-                .only("id", "status", "started_at", "host", "lock")  # not the traceback
+                .only("id", "status", "started_at", "host", "lock", "lock_waits")
                 .first()
             )
     except Error:
@@ -235,7 +235,12 @@ def _failed_how(run: MigrationRun) -> str:
     if run.status == Status.ROLLED_BACK:
         return "failed and was rolled back"
     if run.status == Status.TIMED_OUT:
-        return "timed out waiting for a table lock"
+        waits = run.lock_waits or []
+        blockers = waits[-1].get("blockers", []) if waits else []
+        held = ", ".join(
+            f"session {b.get('id')} ({b.get('state') or 'unknown state'})" for b in blockers[:3]
+        )
+        return "timed out waiting for a table lock" + (f" held by {held}" if held else "")
     if run.status == Status.INTERRUPTED:
         return "was interrupted (its process ended mid-run)"
     return "failed"

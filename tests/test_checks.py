@@ -163,9 +163,9 @@ FIX_LOCK_TIMEOUT = "Fix AUTOMIGRATE['LOCK_TIMEOUT'] in settings.py (default: 300
             {"STATEMENT_LOCK_TIMEOUT": 0},
             (
                 "automigrate.E007",
-                "AUTOMIGRATE['STATEMENT_LOCK_TIMEOUT'] is 0; it must be None (no limit) or a "
-                "number of seconds above 0, at most 86400 (1 day).",
-                "Fix AUTOMIGRATE['STATEMENT_LOCK_TIMEOUT'] in settings.py (default: None).",
+                "AUTOMIGRATE['STATEMENT_LOCK_TIMEOUT'] is 0; it must be 'auto', None (no limit) "
+                "or a number of seconds above 0, at most 86400 (1 day).",
+                "Fix AUTOMIGRATE['STATEMENT_LOCK_TIMEOUT'] in settings.py (default: 'auto').",
             ),
             id="statement-zero",
         ),
@@ -175,7 +175,7 @@ FIX_LOCK_TIMEOUT = "Fix AUTOMIGRATE['LOCK_TIMEOUT'] in settings.py (default: 300
                 "automigrate.E007",
                 "AUTOMIGRATE['STATEMENT_LOCK_RETRIES'] is 101; it must be a whole number from 0 "
                 "to 100.",
-                "Fix AUTOMIGRATE['STATEMENT_LOCK_RETRIES'] in settings.py (default: 3).",
+                "Fix AUTOMIGRATE['STATEMENT_LOCK_RETRIES'] in settings.py (default: 10).",
             ),
             id="too-many-retries",
         ),
@@ -184,7 +184,7 @@ FIX_LOCK_TIMEOUT = "Fix AUTOMIGRATE['LOCK_TIMEOUT'] in settings.py (default: 300
             (
                 "automigrate.E003",
                 "AUTOMIGRATE['STATEMENT_LOCK_RETRIES'] is 3.0; it must be a whole number (an int).",
-                "Fix AUTOMIGRATE['STATEMENT_LOCK_RETRIES'] in settings.py (default: 3).",
+                "Fix AUTOMIGRATE['STATEMENT_LOCK_RETRIES'] in settings.py (default: 10).",
             ),
             id="float-count",
         ),
@@ -215,7 +215,9 @@ FIX_LOCK_TIMEOUT = "Fix AUTOMIGRATE['LOCK_TIMEOUT'] in settings.py (default: 300
                 "Did you mean 'LOCK_TIMEOUT'? Known keys: ENABLED, ENVIRONMENT, IN_PRODUCTION, "
                 "ON_STARTUP, MODE, DATABASES, USE_LOCK, LOCK_TIMEOUT, LOCK_BACKEND, LOCK_LEASE, "
                 "LOG_DETAILS, ON_FAILURE, ROLLBACK_ON_FAILURE, CREATE_DATABASE, HISTORY, "
-                "STATEMENT_LOCK_TIMEOUT, STATEMENT_LOCK_RETRIES, MAIL_ADMINS_ON_FAILURE.",
+                "STATEMENT_LOCK_TIMEOUT, CONCURRENT_STATEMENT_LOCK_TIMEOUT, "
+                "STATEMENT_LOCK_RETRIES, REBUILD_INVALID_INDEXES, MAX_LOCK_IMPACT, "
+                "MAIL_ADMINS_ON_FAILURE.",
             ),
             id="unknown-key",
         ),
@@ -240,7 +242,8 @@ def test_each_kind_of_bad_setting_is_one_error_naming_key_value_and_range(
         pytest.param(
             "STATEMENT_LOCK_TIMEOUT",
             "0",
-            "a number of seconds above 0, at most 86400 (1 day), or none (no limit)",
+            "auto (or empty), a number of seconds above 0, at most 86400 (1 day), or none "
+            "(no limit)",
             id="statement-zero",
         ),
         pytest.param(

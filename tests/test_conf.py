@@ -41,6 +41,11 @@ def test_defaults() -> None:
         rollback_on_failure=True,
         create_database=False,
         history=True,
+        statement_lock_timeout=2.0,
+        statement_lock_retries=10,
+        concurrent_statement_lock_timeout=None,
+        rebuild_invalid_indexes=False,
+        max_lock_impact=None,
     )
 
 
@@ -50,6 +55,67 @@ def test_environment_and_create_database_derive_from_debug() -> None:
 
     assert conf.environment == "development"
     assert conf.create_database is True
+    assert conf.statement_lock_timeout is None  # no traffic to protect in development
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "expected"),
+    [
+        ({}, {}, 2.0),
+        ({"STATEMENT_LOCK_TIMEOUT": "auto"}, {}, 2.0),
+        ({"STATEMENT_LOCK_TIMEOUT": None}, {}, None),
+        ({"STATEMENT_LOCK_TIMEOUT": 5}, {}, 5.0),
+        ({"STATEMENT_LOCK_TIMEOUT": 5}, {"AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT": ""}, 2.0),
+        ({}, {"AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT": "off"}, None),
+        ({"ENVIRONMENT": "development"}, {}, None),
+        ({"ENVIRONMENT": "staging"}, {}, 2.0),
+        ({"ENVIRONMENT": "development", "STATEMENT_LOCK_TIMEOUT": 1}, {}, 1.0),
+    ],
+)
+def test_statement_lock_timeout_is_on_outside_development_unless_set(
+    setting: dict[str, Any], environ: dict[str, str], expected: float | None
+) -> None:
+    with override_settings(AUTOMIGRATE=setting):
+        conf, problems = read_settings(environ)
+
+    assert problems == []
+    assert conf.statement_lock_timeout == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "expected"),
+    [
+        ({}, {}, None),
+        ({"MAX_LOCK_IMPACT": "blocks_writes"}, {}, "blocks_writes"),
+        ({"MAX_LOCK_IMPACT": "safe"}, {"AUTOMIGRATE_MAX_LOCK_IMPACT": "Rewrites"}, "rewrites"),
+        ({"MAX_LOCK_IMPACT": "safe"}, {"AUTOMIGRATE_MAX_LOCK_IMPACT": "off"}, None),
+        ({"MAX_LOCK_IMPACT": "safe", "ENVIRONMENT": "development"}, {}, None),
+        ({"MAX_LOCK_IMPACT": "safe", "ENVIRONMENT": "staging"}, {}, "safe"),
+    ],
+)
+def test_max_lock_impact_gates_only_outside_development(
+    setting: dict[str, Any], environ: dict[str, str], expected: str | None
+) -> None:
+    with override_settings(AUTOMIGRATE=setting):
+        conf, problems = read_settings(environ)
+
+    assert problems == []
+    assert conf.max_lock_impact == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ"),
+    [({"MAX_LOCK_IMPACT": "huge"}, {}), ({}, {"AUTOMIGRATE_MAX_LOCK_IMPACT": "blocks"})],
+)
+def test_an_unknown_lock_impact_is_an_error_naming_the_levels(
+    setting: dict[str, Any], environ: dict[str, str]
+) -> None:
+    with override_settings(AUTOMIGRATE=setting):
+        _, problems = read_settings(environ)
+
+    assert len(problems) == 1
+    assert "MAX_LOCK_IMPACT" in problems[0].msg
+    assert "blocks_writes" in (problems[0].msg + (problems[0].hint or ""))
 
 
 @override_settings(AUTOMIGRATE={"ENVIRONMENT": "staging", "CREATE_DATABASE": True})
@@ -331,6 +397,7 @@ def test_every_numeric_key_is_bounded_and_the_flags_share_the_key_bounds() -> No
         "LOCK_TIMEOUT",
         "LOCK_LEASE",
         "STATEMENT_LOCK_TIMEOUT",
+        "CONCURRENT_STATEMENT_LOCK_TIMEOUT",
         "STATEMENT_LOCK_RETRIES",
     ]
     # Every other key's default is no number (so no numeric key lacks bounds).

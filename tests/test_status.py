@@ -98,6 +98,22 @@ def test_a_failed_last_run_is_named(two_pending: None, state: str, words: str) -
     assert reason == f"last run #{run.pk} on default {words}; 2 migrations pending"
 
 
+def test_a_timed_out_run_names_who_held_the_table(two_pending: None) -> None:
+    blocker = {"id": 12896, "state": "idle in transaction", "query": "SELECT 1"}
+    run = _run(
+        Status.TIMED_OUT,
+        failed_migration=f"testapp.{LAST}",
+        lock_waits=[{"migration": f"testapp.{LAST}", "seconds": 2.0, "blockers": [blocker]}],
+    )
+
+    reason = status.database_status("default").reason
+
+    assert reason == (
+        f"last run #{run.pk} on default timed out waiting for a table lock held by session "
+        "12896 (idle in transaction); 2 migrations pending"
+    )
+
+
 def test_a_half_applied_migration_asks_for_a_person_whatever_came_after(two_pending: None) -> None:
     stuck = _run(
         Status.FAILED,

@@ -20,7 +20,9 @@ logger = logging.getLogger("django_automigrate")
 
 #: Outcomes that ``run_failed`` reports. A lock timeout is not one: nothing was attempted (the
 #: holder is migrating), and a startup run waits on; logs, exit code 3 and metrics carry it.
-FAILURES = frozenset({"failed", "rolled_back", "timed_out", "needs_attention", "database_missing"})
+FAILURES = frozenset(
+    {"failed", "rolled_back", "timed_out", "needs_attention", "database_missing", "too_disruptive"}
+)
 
 
 def started(*, alias: str, trigger: str, planned: list[str], run_id: int | None) -> None:

@@ -13,10 +13,12 @@ from django_automigrate.run.runner import (
     NOT_RUN,
     NOTHING_TO_DO,
     DatabaseResult,
+    Outcome,
 )
 
 if TYPE_CHECKING:
     from django_automigrate.run.dryrun import DatabasePreview
+    from django_automigrate.run.forecast import MigrationForecast
 
 
 def format_result(result: DatabaseResult) -> str:
@@ -28,7 +30,7 @@ def format_result(result: DatabaseResult) -> str:
                 f"waited {result.lock_wait:.1f}s for the lock."
             )
         return f"{alias}: nothing to do, up to date."
-    if result.status in (DATABASE_MISSING, NEEDS_ATTENTION):
+    if result.status in (DATABASE_MISSING, NEEDS_ATTENTION, Outcome.TOO_DISRUPTIVE):
         return f"{alias}: {result.error}"
     if result.status == NOT_RUN:
         return f"{alias}: not run, because an earlier database failed."
@@ -125,6 +127,8 @@ def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
                 f"     ! {warning.code}: {warning.operation}: {warning.message}"
                 for warning in migration.warnings
             )
+            if migration.forecast is not None:
+                lines.extend(_forecast_lines(migration.forecast))
             if migration.sql is not None:
                 statements = migration.sql
                 if migration.transaction and statements:
@@ -142,3 +146,32 @@ def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def _forecast_lines(forecast: MigrationForecast) -> list[str]:
+    """The verdict, then one line per statement that locks an existing table (or that cannot
+    be judged): its lock, the table's size and rows, and who would block it now."""
+    lines = [f"     forecast: {forecast.verdict}: {forecast.message}"]
+    for statement in forecast.statements:
+        if not statement.locks_something:
+            continue
+        existing = [table for table in statement.tables if table.exists]
+        if not existing:
+            lines.append(f"       [{statement.verdict}] {statement.action}: {statement.message}")
+            continue
+        facts = []
+        for table in existing:
+            flags = {"rewrites": "rewrites", "scans": "scans", "row_locks": "row locks"}
+            what = [word for flag, word in flags.items() if getattr(table, flag)]
+            facts.append(table.describe() + (f", {' and '.join(what)}" if what else ""))
+        line = f"       [{statement.verdict}] {statement.action}: {'; '.join(facts)}"
+        if forecast.blockers_checked:
+            sessions = [s for table in existing for s in table.blockers_now]
+            unique = list({session.id: session for session in sessions}.values())
+            line += (
+                "; blocked now by " + "; ".join(session.describe() for session in unique)
+                if unique
+                else "; no blocker now"
+            )
+        lines.append(line)
+    return lines

@@ -1,34 +1,32 @@
-"""``--dry-run``: what a run would do, with its SQL and warnings, touching nothing.
+"""``--dry-run``: what a run would do, with its SQL, warnings and lock forecast, touching nothing.
 
 The plan is the runner's own (:func:`~django_automigrate.run.plan.pending_work`); the SQL is what
 ``sqlmigrate`` would print, generated for the whole plan in order (each migration against the
-state the ones before it leave); no lock is taken, no table is created, nothing is written.
+state the ones before it leave); no lock is taken, no table is created, nothing is written. The
+forecast (:mod:`~django_automigrate.run.forecast`) reads the catalog to say what each statement
+would lock, for how long, and who holds those tables now.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.migrations.loader import MigrationLoader
-from django.db.migrations.migration import Migration
-from django.db.migrations.state import ProjectState
 
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.locks import NoLock, lock_for
+from django_automigrate.run import forecast as lock_forecast
 from django_automigrate.run.database import database_exists
-from django_automigrate.run.plan import (
-    Plan,
-    full_plan_labels,
-    migration_label,
-    pending_work,
-    run_order,
-)
-from django_automigrate.run.safety import SafetyWarning, operation_warnings
+from django_automigrate.run.plan import Plan, full_plan_labels, pending_work, run_order
+from django_automigrate.run.safety import SafetyWarning
+from django_automigrate.run.sqlplan import plan_sql
+
+logger = logging.getLogger("django_automigrate")
 
 
 @dataclasses.dataclass
@@ -41,11 +39,19 @@ class MigrationPreview:
     sql: list[str] | None
     sql_error: str = ""
     warnings: list[SafetyWarning] = dataclasses.field(default_factory=list)
+    #: What its statements would lock and for how long; None when there is no database yet.
+    forecast: lock_forecast.MigrationForecast | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["warnings"] = [warning.to_dict() for warning in self.warnings]
-        return data
+        return {
+            "migration": self.migration,
+            "transaction": self.transaction,
+            "operations": list(self.operations),
+            "sql": list(self.sql) if self.sql is not None else None,
+            "sql_error": self.sql_error,
+            "warnings": [warning.to_dict() for warning in self.warnings],
+            "forecast": self.forecast.to_dict() if self.forecast is not None else None,
+        }
 
 
 @dataclasses.dataclass
@@ -127,52 +133,35 @@ def _preview_database(
 
 
 def _previews(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationPreview]:
-    if not plan:
-        return []
-    loader = MigrationLoader(connection)
-    # Two states move through the plan together: one of bare model states to judge each
-    # operation against (cheap), and one whose rendered apps the SQL generation mutates in
-    # place, as the executor does (rendering it afresh for every migration is quadratic).
-    models_state = _applied_state(loader)
-    sql_state = models_state.clone()
-    previews = []
-    for migration, _backwards in plan:
-        warnings = []
-        for operation in migration.operations:
-            warnings.extend(operation_warnings(operation, migration.app_label, models_state))
-            operation.state_forwards(migration.app_label, models_state)
-        sql, error = _collect_sql(connection, migration, sql_state)
-        if error:
-            sql_state = models_state.clone()  # a failed apply leaves it half-changed
-        previews.append(
-            MigrationPreview(
-                migration=migration_label(migration),
-                transaction=bool(migration.atomic and connection.features.can_rollback_ddl),
-                operations=[operation.describe() for operation in migration.operations],
-                sql=sql,
-                sql_error=error,
-                warnings=warnings,
-            )
+    previews = [
+        MigrationPreview(
+            migration=planned.label,
+            transaction=planned.transaction,
+            operations=[operation.describe() for operation in planned.migration.operations],
+            sql=planned.sql,
+            sql_error=planned.error,
+            warnings=planned.warnings,
         )
+        for planned in plan_sql(connection, plan)
+    ]
+    if previews:
+        _forecast(connection, previews)
     return previews
 
 
-def _applied_state(loader: MigrationLoader) -> ProjectState:
-    """The project state the applied migrations leave (what the executor starts from)."""
-    applied = [key for key in loader.graph.nodes if key in loader.applied_migrations]
-    if not applied:
-        return ProjectState(real_apps=loader.unmigrated_apps)
-    return loader.project_state(applied, at_end=True)
-
-
-def _collect_sql(
-    connection: BaseDatabaseWrapper, migration: Migration, state: ProjectState
-) -> tuple[list[str] | None, str]:
+def _forecast(connection: BaseDatabaseWrapper, previews: list[MigrationPreview]) -> None:
+    """Fill in each preview's lock forecast. A forecast that fails leaves the rest of the dry
+    run intact: each migration then says why it has none."""
+    planned = [
+        lock_forecast.PlannedMigration(p.migration, p.sql, p.transaction, p.sql_error)
+        for p in previews
+    ]
     try:
-        with connection.schema_editor(collect_sql=True, atomic=False) as editor:
-            migration.apply(state, editor, collect_sql=True)
+        forecasts = lock_forecast.forecast_plan(connection, planned)
     except Exception as exc:
-        # Some SQL depends on introspecting tables that earlier migrations of the plan would
-        # create: sqlmigrate has the same limit. The rest of the plan is still shown.
-        return None, f"{type(exc).__name__}: {exc}"
-    return [str(statement) for statement in editor.collected_sql], ""
+        logger.warning("automigrate: the lock forecast failed: %s", exc, exc_info=True)
+        reason = f"no forecast: {type(exc).__name__}: {exc}"
+        forecasts = [lock_forecast.MigrationForecast(lock_forecast.UNKNOWN, reason, seconds=None)
+                     for _ in previews]  # fmt: skip
+    for preview, forecast in zip(previews, forecasts, strict=True):
+        preview.forecast = forecast

@@ -76,6 +76,11 @@ class HistoryRecorder:
         self.using = history_alias(alias)
         self.enabled = enabled
         self.row: MigrationRun | None = None
+        #: The migration being applied, as last named by :meth:`in_flight` ("" when none is).
+        self.current = ""
+        #: The lock waits the run's watcher saw (:class:`~django_automigrate.run.blockers.LockWait`
+        #: as dicts), written with the outcome.
+        self.lock_waits: list[dict[str, object]] = []
         self.fields = {
             "database": alias,
             "trigger": trigger,
@@ -109,6 +114,7 @@ class HistoryRecorder:
         Written before it starts and outside its transaction (Django calls the progress
         callback before opening it), so that a run killed inside it says which one it was.
         """
+        self.current = label
         if self.row is None:
             return
         try:
@@ -121,6 +127,7 @@ class HistoryRecorder:
     def applied(self, applied: Sequence[str]) -> None:
         """Keep the row's applied list current, so that a run killed midway is described
         exactly by its row."""
+        self.current = ""
         if self.row is None:
             return
         try:
@@ -159,6 +166,7 @@ class HistoryRecorder:
             "half_applied": half_applied,
         }
         outcome["in_flight"] = ""
+        outcome["lock_waits"] = self.lock_waits
         try:
             if self.row is not None:
                 for field, value in outcome.items():

@@ -30,6 +30,8 @@ class Outcome(str, enum.Enum):
     NEEDS_ATTENTION = "needs_attention"
     LOCK_TIMEOUT = "lock_timeout"
     DATABASE_MISSING = "database_missing"
+    #: The plan's lock forecast is worse than MAX_LOCK_IMPACT: nothing was applied.
+    TOO_DISRUPTIVE = "too_disruptive"
     NOT_RUN = "not_run"
 
     def __str__(self) -> str:
@@ -42,7 +44,8 @@ class Outcome(str, enum.Enum):
 
 #: The exit code of each outcome: 0 done or nothing to do, 1 a migration failed or the database
 #: needs a person, 2 a missing database (``CREATE_DATABASE`` off), 3 the lock was not had in time,
-#: 4 a statement timed out waiting for a table lock (``STATEMENT_LOCK_TIMEOUT``).
+#: 4 a statement timed out waiting for a table lock (``STATEMENT_LOCK_TIMEOUT``), 5 the plan's
+#: lock forecast is worse than ``MAX_LOCK_IMPACT``.
 _EXIT_CODES = {
     Outcome.NOTHING_TO_DO: 0,
     Outcome.SUCCEEDED: 0,
@@ -53,6 +56,7 @@ _EXIT_CODES = {
     Outcome.DATABASE_MISSING: 2,
     Outcome.LOCK_TIMEOUT: 3,
     Outcome.TIMED_OUT: 4,
+    Outcome.TOO_DISRUPTIVE: 5,
 }
 
 NOTHING_TO_DO = Outcome.NOTHING_TO_DO
@@ -71,8 +75,8 @@ class DatabaseResult:
     alias: str
     #: An :class:`Outcome`: ``nothing_to_do``, ``succeeded``, ``failed``, ``rolled_back``,
     #: ``timed_out``, ``needs_attention``, ``lock_timeout``, ``database_missing`` (and
-    #: ``CREATE_DATABASE`` is off) or ``not_run`` (an earlier database failed, so this one was
-    #: left alone).
+    #: ``CREATE_DATABASE`` is off), ``too_disruptive`` (over ``MAX_LOCK_IMPACT``) or
+    #: ``not_run`` (an earlier database failed, so this one was left alone).
     status: str
     planned: list[str] = dataclasses.field(default_factory=list)
     applied: list[str] = dataclasses.field(default_factory=list)

@@ -5,6 +5,7 @@ what it returns is in ``results.py`` (re-exported here).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 from typing import TextIO
@@ -12,7 +13,7 @@ from typing import TextIO
 from django.conf import settings
 from django.db import connections
 
-from django_automigrate.conf import AutomigrateSettings, get_settings
+from django_automigrate.conf import LOCK_IMPACT_LEVELS, AutomigrateSettings, get_settings
 from django_automigrate.exceptions import ConfigurationError
 from django_automigrate.locks import lock_for
 from django_automigrate.models import Trigger
@@ -64,6 +65,7 @@ def migrate(
     create_database: bool | None = None,
     stdout: TextIO | None = None,
     verbosity: int = 1,
+    max_lock_impact: str | None = None,
 ) -> RunResult:
     """Bring ``databases`` (default: the ``DATABASES`` setting) up to date, one after another.
 
@@ -77,8 +79,18 @@ def migrate(
     ``CREATE_DATABASE`` setting) allows, else reported ``database_missing``.
 
     ``stdout`` receives Django's usual ``migrate`` output (``Applying …  OK``) when given.
+
+    ``max_lock_impact`` replaces the ``MAX_LOCK_IMPACT`` setting for this run (in any
+    environment): a plan whose lock forecast is worse is refused with ``too_disruptive``.
     """
     conf = get_settings()
+    if max_lock_impact is not None:
+        if max_lock_impact not in LOCK_IMPACT_LEVELS:
+            raise ConfigurationError(
+                f"Unknown lock impact {max_lock_impact!r}: expected one of "
+                f"{', '.join(LOCK_IMPACT_LEVELS)}."
+            )
+        conf = dataclasses.replace(conf, max_lock_impact=max_lock_impact)
     aliases = resolve_aliases(databases, conf)
     if lock_timeout is not None and not 0 <= lock_timeout < float("inf"):
         raise ConfigurationError(

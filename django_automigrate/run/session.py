@@ -27,7 +27,7 @@ from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from django_automigrate.conf import AutomigrateSettings
+from django_automigrate.conf import LOCK_IMPACT_LEVELS, AutomigrateSettings
 from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
 from django_automigrate.exceptions import AutomigrateError, DatabaseMissing, LockTimeout
 from django_automigrate.locks import MigrationLock
@@ -36,6 +36,7 @@ from django_automigrate.models import MigrationRun, Status, Trigger, rollback_su
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
 from django_automigrate.run import uptodate
+from django_automigrate.run.blockers import Session, describe_all
 from django_automigrate.run.database import ensure_database
 from django_automigrate.run.history import (
     HistoryRecorder,
@@ -106,6 +107,11 @@ class Work(abc.ABC):
     @abc.abstractmethod
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
         """Do the work and finish the history row; return what happened."""
+
+    def refusal(self, session: DatabaseRun, planned: list[str]) -> DatabaseResult | None:
+        """A result that ends the run before anything is recorded or applied, or None to go on.
+        Asked under the lock, with the plan the run would apply."""
+        return None
 
     def done_elsewhere(self, connection: BaseDatabaseWrapper) -> bool:
         """Asked between two tries for the lock: did another process do this work meanwhile?
@@ -201,6 +207,9 @@ class DatabaseRun:
                 # The history's own migrations were applied a moment ago, by this run.
                 planned_now = self.own_applied + (planned_now or [])
             assert planned_now is not None
+            refused = self.work.refusal(self, planned_now)
+            if refused is not None:
+                return refused
             recorder = HistoryRecorder(
                 alias=self.alias,
                 trigger=self.work.trigger,
@@ -364,6 +373,20 @@ class DatabaseRun:
                 self.connection.close()
 
 
+def _with_blockers(message: str, connection: BaseDatabaseWrapper, blockers: list[Session]) -> str:
+    """A lock timeout's message, with who held the lock and how to end it."""
+    if connection.vendor == "sqlite":
+        return (
+            f"{message.rstrip('.')}. Another connection held the database's write lock "
+            "(SQLite cannot say which): find the writer, or raise STATEMENT_LOCK_TIMEOUT."
+        )
+    if not blockers:
+        return message
+    end = "SELECT pg_terminate_backend({})" if connection.vendor == "postgresql" else "KILL {}"
+    ends = "; ".join(end.format(session.id) for session in blockers)
+    return f"{message.rstrip('.')}. Blocked by {describe_all(blockers)}. To end them: {ends}."
+
+
 def _left_pending(result: DatabaseResult) -> int | None:
     """How many migrations are still pending after ``result``, when it tells (a failure before
     the plan was made, an unreachable database say, does not)."""
@@ -429,40 +452,115 @@ class ApplyPending(Work):
         # In the order the run applies them: the history's own migrations first.
         return [migration_label(m) for m, _ in run_order(pending.plan, history=self.conf.history)]
 
+    def refusal(self, session: DatabaseRun, planned: list[str]) -> DatabaseResult | None:
+        limit = self.conf.max_lock_impact
+        if limit is None or limit == LOCK_IMPACT_LEVELS[-1] or not self._plan:
+            return None  # nothing is worse than the worst level: no forecast needed
+        from django_automigrate.run import impact
+
+        try:
+            over = impact.over_limit(impact.forecast_pending(session.connection, self._plan), limit)
+        except Exception as exc:  # a gate that cannot judge does not let the plan through
+            return session.result(
+                Outcome.FAILED,
+                planned=planned,
+                error=f"The lock forecast for MAX_LOCK_IMPACT={limit} failed, so nothing was "
+                f"applied: {type(exc).__name__}: {exc}. "
+                + impact.OVERRIDE.format(level=LOCK_IMPACT_LEVELS[-1]),
+            )
+        if not over:
+            return None
+        return session.result(
+            Outcome.TOO_DISRUPTIVE,
+            planned=planned,
+            error=f"nothing was applied: {impact.refusal(over, limit)}",
+        )
+
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
         # Imported when there is work: a start that finds nothing to do never pays for them.
+        from django_automigrate.run import indexes
         from django_automigrate.run.applier import ApplyOutcome, apply_plan
-        from django_automigrate.run.timeouts import statement_lock_timeout, with_retries
+        from django_automigrate.run.blockers import LockWaitWatch
+        from django_automigrate.run.timeouts import RetryPolicy, statement_lock_timeout
         from django_automigrate.run.undo import Undo, apply_undoably
 
-        connection, options = session.connection, session.options
-        apply = with_retries(
-            lambda: apply_plan(
-                connection,
-                lock=session.lock,
-                stdout=options.stdout,
-                verbosity=options.verbosity,
-                log_details=self.conf.log_details,
-                on_start=recorder.in_flight,
-                on_applied=recorder.applied,
-            ),
-            # Retries are for the guard this run set; without it, a lock timeout is the
-            # database's own setting speaking, and is reported at once.
-            retries=self.conf.statement_lock_retries if self.conf.statement_lock_timeout else 0,
-            connection=connection,
-        )
+        connection, options, conf = session.connection, session.options, self.conf
+        watch = LockWaitWatch(connection, lambda: recorder.current)
+
+        def announce(tried: ApplyOutcome, number: int, pause: float) -> None:
+            blockers = describe_all(watch.last_blockers())
+            logger.warning(
+                "automigrate: %s: %s gave up waiting for a lock (attempt %d of %d)%s; "
+                "retrying in %.1fs, holding no lock meanwhile",
+                connection.alias,
+                tried.failed_migration or "the run",
+                number,
+                conf.statement_lock_retries + 1,
+                f", blocked by {blockers}" if blockers else "",
+                pause,
+                extra={"database": connection.alias, "migration": tried.failed_migration},
+            )
+
+        invalid: indexes.IndexReport | None = None  # None: the run failed before listing them
         try:
             with (
                 session.lock.guard(),
-                statement_lock_timeout(connection, self.conf.statement_lock_timeout),
+                statement_lock_timeout(
+                    connection,
+                    conf.statement_lock_timeout,
+                    concurrent=conf.concurrent_statement_lock_timeout,
+                ),
+                watch.watching(),
             ):
+                # Outside any transaction still (an all-or-nothing run opens its own later), so
+                # that an invalid index can be dropped CONCURRENTLY.
+                invalid = indexes.before_run(
+                    connection,
+                    lambda: indexes.collect_plan_sql(connection, self._plan),
+                    rebuild=conf.rebuild_invalid_indexes,
+                )
+                invalid.log(connection.alias)
+                if refusal := invalid.refusal():
+                    # Applying would fail at that migration, after the ones before it, or
+                    # record it over an index that serves no query: stop before either.
+                    failed = next(iter(invalid.in_the_way().values()))
+                    run_id = recorder.finish(
+                        status=Status.FAILED,
+                        applied=session.own_applied,
+                        failed_migration=failed,
+                        error_summary=refusal,
+                    )
+                    return session.result(
+                        Outcome.FAILED,
+                        planned=recorder.fields["planned"],
+                        applied=session.own_applied,
+                        run_id=run_id,
+                        failed_migration=failed,
+                        error=refusal,
+                    )
                 outcome, undo = apply_undoably(
                     connection,
                     self._plan,
-                    apply,
-                    rollback_on_failure=self.conf.rollback_on_failure,
+                    lambda: apply_plan(
+                        connection,
+                        lock=session.lock,
+                        stdout=options.stdout,
+                        verbosity=options.verbosity,
+                        log_details=conf.log_details,
+                        on_start=recorder.in_flight,
+                        on_applied=recorder.applied,
+                    ),
+                    rollback_on_failure=conf.rollback_on_failure,
                     lock=session.lock,
                     on_start=recorder.in_flight,
+                    # Retries are for the guard this run set; without it, a lock timeout is the
+                    # database's own setting speaking, and is reported at once.
+                    retry=RetryPolicy(
+                        retries=conf.statement_lock_retries
+                        if conf.statement_lock_timeout or connection.vendor == "sqlite"
+                        else 0
+                    ),
+                    announce=announce,
                 )
         except Error as exc:
             # The transaction of an all-or-nothing run could not even be rolled back: its
@@ -475,7 +573,16 @@ class ApplyPending(Work):
                 still_applied=[],
                 detail="Its connection was lost; the server rolled its transaction back.",
             )
+        recorder.lock_waits = [wait.to_dict() for wait in watch.all_waits()]
         session._after_connection_loss(outcome.error)
+        if not is_connection_lost(outcome.error):
+            for index in indexes.after_run(connection, before=invalid):
+                logger.warning(
+                    "automigrate: %s: %s",
+                    connection.alias,
+                    index.advice(),
+                    extra={"database": connection.alias},
+                )
         own = session.own_applied
         if undo is None:
             run_id = recorder.finish(status=Status.SUCCEEDED, applied=own + outcome.applied)
@@ -491,6 +598,8 @@ class ApplyPending(Work):
             status = Status.TIMED_OUT  # whatever was undone: rollback says what
         run_ref = str(recorder.row.pk) if recorder.row is not None else "RUN_ID"
         message = describe_error(session.alias, outcome.error)
+        if is_lock_timeout(outcome.error):
+            message = _with_blockers(message, connection, watch.last_blockers())
         detail = undo.detail.replace("RUN_ID", run_ref)
         error = f"{message.rstrip('.')}. {detail}" if detail else message
         applied = own + undo.still_applied

@@ -15,18 +15,21 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
+from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 from django.db.migrations.operations.base import Operation
 
-from django_automigrate.db_errors import is_connection_lost
+from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
 from django_automigrate.exceptions import LockLost
 from django_automigrate.locks import MigrationLock
+from django_automigrate.run import indexes
 from django_automigrate.run.applier import ApplyOutcome
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.history import UNAPPLYING
 from django_automigrate.run.plan import Plan
+from django_automigrate.run.timeouts import RetryPolicy, retrying
 from django_automigrate.run.transactions import (
     RollBack,
     one_transaction,
@@ -129,29 +132,55 @@ def apply_undoably(
     rollback_on_failure: bool,
     lock: MigrationLock,
     on_start: Callable[[str], None],
+    retry: RetryPolicy | None = None,
+    announce: Callable[[ApplyOutcome, int, float], None] = lambda outcome, number, pause: None,
 ) -> tuple[ApplyOutcome, Undo | None]:
     """Run ``apply`` (the migrate run); on failure, undo what can be undone.
 
+    A statement that gave up waiting for a lock is tried again under ``retry``, never while
+    the run holds locks: an all-or-nothing run is rolled back whole before each pause.
     Returns the outcome and, when it failed, what the failure left behind.
     """
+    retry = retry or RetryPolicy(retries=0)
     if rollback_on_failure and runs_in_one_transaction(connection, plan):
-        outcome = ApplyOutcome()
-        try:
-            with one_transaction(connection):
-                outcome = apply()
-                if outcome.error is not None:
-                    raise RollBack
-        except RollBack:
-            return outcome, Undo(
-                status="rolled_back",
-                mode=TRANSACTION,
-                rolled_back=list(outcome.applied),
-                still_applied=[],
-                detail="The run was one transaction, rolled back: the database is as before it.",
-            )
-        return outcome, None
+        outcome = retrying(
+            lambda: _all_or_nothing(connection, apply),
+            policy=retry,
+            retriable=lambda tried: is_lock_timeout(tried.error),
+            announce=announce,
+        )
+        if outcome.error is None:
+            return outcome, None
+        return outcome, Undo(
+            status="rolled_back",
+            mode=TRANSACTION,
+            rolled_back=list(outcome.applied),
+            still_applied=[],
+            detail="The run was one transaction, rolled back: the database is as before it.",
+        )
 
-    outcome = apply()
+    applied: list[str] = []
+    #: Invalid indexes the last attempt's CREATE INDEX CONCURRENTLY left when it gave up.
+    leftovers: list[indexes.InvalidIndex] = []
+
+    def attempt() -> ApplyOutcome:
+        # Each attempt goes on from where the last one stopped: what they applied adds up.
+        if leftovers and (error := indexes.drop_left_behind(connection, leftovers)) is not None:
+            return ApplyOutcome(applied=list(applied), error=error)  # nothing else was tried
+        before = indexes.listed_quietly(connection) if retry.retries else []
+        tried = apply()
+        applied.extend(tried.applied)
+        tried.applied = list(applied)
+        if retry.retries and is_lock_timeout(tried.error):
+            leftovers[:] = indexes.left_behind(connection, before)
+        return tried
+
+    outcome = retrying(
+        attempt,
+        policy=retry,
+        retriable=lambda tried: is_lock_timeout(tried.error) and _left_nothing(connection, tried),
+        announce=announce,
+    )
     if outcome.error is None:
         return outcome, None
     half = _half_applied(connection, outcome)
@@ -202,6 +231,34 @@ def apply_undoably(
         rolled_back=reversed_.rolled_back,
         still_applied=[],
         detail="The migrations this run applied were reversed: the database is as before it.",
+    )
+
+
+def _all_or_nothing(
+    connection: BaseDatabaseWrapper, apply: Callable[[], ApplyOutcome]
+) -> ApplyOutcome:
+    """``apply`` in one transaction, rolled back whole when it fails."""
+    outcome = ApplyOutcome()
+    try:
+        with one_transaction(connection):
+            outcome = apply()
+            if outcome.error is not None:
+                raise RollBack
+    except RollBack:
+        pass
+    except Error as exc:
+        if not is_lock_timeout(exc):
+            raise
+        # SQLite: the write lock was still busy when the busy timeout ran out at BEGIN.
+        outcome = ApplyOutcome(error=exc)
+    return outcome
+
+
+def _left_nothing(connection: BaseDatabaseWrapper, outcome: ApplyOutcome) -> bool:
+    """Whether the failed migration left no change behind (none ran, or its transaction undid
+    them): only then may it run again. Part of it run outside a transaction never runs twice."""
+    return outcome.statements_before_failure == 0 or bool(
+        outcome.failed is not None and transactional(connection, outcome.failed)
     )
 
 

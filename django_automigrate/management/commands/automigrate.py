@@ -3,7 +3,8 @@
 Exit codes: 0 success or nothing to do; 1 a migration failed (with ``--check``: something is
 pending); 2 bad usage or configuration, or a missing database that CREATE_DATABASE does not
 allow creating; 3 the migration lock could not be had in time; 4 a statement timed out waiting
-for a table lock (STATEMENT_LOCK_TIMEOUT), retries included.
+for a table lock (STATEMENT_LOCK_TIMEOUT), retries included; 5 the plan's lock forecast is worse
+than MAX_LOCK_IMPACT (or --max-lock-impact) allows: nothing was applied.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db import Error, connections
 
 from django_automigrate.conf import (
     FLAG_BOUNDS,
+    LOCK_IMPACT_LEVELS,
     AutomigrateSettings,
     InvalidValue,
     get_settings,
@@ -73,7 +75,8 @@ class Command(BaseCommand):
         "Apply pending migrations under a database lock, exactly once across processes, and "
         "record the run. Exit codes: 0 done or nothing to do, 1 a migration failed (--check: "
         "something is pending), 2 bad usage, configuration or a missing database, 3 the lock was "
-        "not had in time, 4 a statement timed out waiting for a table lock."
+        "not had in time, 4 a statement timed out waiting for a table lock, 5 the lock forecast "
+        "is worse than --max-lock-impact or MAX_LOCK_IMPACT."
     )
     # Checks run in handle(), so that a failing one exits 2 like any configuration error.
     requires_system_checks: list[str] = []
@@ -135,6 +138,14 @@ class Command(BaseCommand):
             help=f"Show the last N recorded runs (default {DEFAULT_HISTORY_COUNT}).",
         )
         parser.add_argument(
+            "--max-lock-impact",
+            choices=LOCK_IMPACT_LEVELS,
+            metavar="LEVEL",
+            help="Refuse (exit 5) a plan whose lock forecast is worse than LEVEL: "
+            f"{', '.join(LOCK_IMPACT_LEVELS)}. With --dry-run, a CI gate. Default: "
+            "MAX_LOCK_IMPACT.",
+        )
+        parser.add_argument(
             "--no-input",
             "--noinput",
             action="store_false",
@@ -178,6 +189,7 @@ class Command(BaseCommand):
         verbosity: int,
         interactive: bool = True,
         skip_checks: bool = False,
+        max_lock_impact: str | None = None,
         **django_options: Any,
     ) -> Report:
         try:
@@ -195,6 +207,10 @@ class Command(BaseCommand):
             raise _Refused(f"Cannot check the databases: {type(exc).__name__}: {exc}", 1) from exc
         if dry_run and (check or history is not None or mark_fixed is not None):
             raise _Refused("--dry-run combines only with a run or --rollback.", 2)
+        if max_lock_impact is not None and (
+            rollback is not None or check or history is not None or mark_fixed is not None
+        ):
+            raise _Refused("--max-lock-impact combines only with a run or its --dry-run.", 2)
         if rollback is not None:
             return self._rollback(
                 rollback or None,
@@ -208,13 +224,17 @@ class Command(BaseCommand):
         if check:
             return self._check(aliases)
         if dry_run:
-            return self._dry_run(aliases, conf)
+            return self._dry_run(aliases, conf, max_lock_impact or conf.max_lock_impact)
         if mark_fixed is not None:
             return self._mark_fixed(mark_fixed, aliases)
         if history is not None:
             return self._history(aliases, history)
         return self._run(
-            aliases, use_lock=not no_lock, lock_timeout=lock_timeout, verbosity=verbosity
+            aliases,
+            use_lock=not no_lock,
+            lock_timeout=lock_timeout,
+            verbosity=verbosity,
+            max_lock_impact=max_lock_impact,
         )
 
     def _system_checks(self, aliases: list[str]) -> None:
@@ -234,7 +254,13 @@ class Command(BaseCommand):
     # --- modes -------------------------------------------------------------------------------
 
     def _run(
-        self, aliases: list[str], *, use_lock: bool, lock_timeout: float | None, verbosity: int
+        self,
+        aliases: list[str],
+        *,
+        use_lock: bool,
+        lock_timeout: float | None,
+        verbosity: int,
+        max_lock_impact: str | None,
     ) -> Report:
         # The raw stream: migrate wraps what it is given in an OutputWrapper of its own.
         django_output: TextIO = (
@@ -254,6 +280,7 @@ class Command(BaseCommand):
                     lock_timeout=lock_timeout,
                     stdout=django_output,
                     verbosity=verbosity,
+                    max_lock_impact=max_lock_impact,
                 )
         except ConfigurationError as exc:
             raise _Refused(str(exc), 2) from exc
@@ -311,15 +338,29 @@ class Command(BaseCommand):
                 self.stdout.write(f"{alias}: up to date")
         return Report(exit_code)
 
-    def _dry_run(self, aliases: list[str], conf: AutomigrateSettings) -> Report:
-        from django_automigrate.run import dryrun
+    def _dry_run(
+        self, aliases: list[str], conf: AutomigrateSettings, max_lock_impact: str | None
+    ) -> Report:
+        from django_automigrate.run import dryrun, impact
 
         previews = dryrun.preview(aliases, conf)
-        exit_code = 1 if any(p.error for p in previews) else 0
+        over = {
+            p.alias: impact.over_limit([(m.migration, m.forecast) for m in p.migrations], limit)
+            if (limit := max_lock_impact) is not None
+            else []
+            for p in previews
+        }
+        failed = any(p.error for p in previews)
+        # Exit 1 (no plan) before 5 (over the limit): a plan not computed was not judged.
+        exit_code = 1 if failed else 5 if any(over.values()) else 0
         if self.json:
             document = {
-                "ok": not exit_code,
-                "databases": [p.to_dict() for p in previews],
+                "ok": not failed,
+                "max_lock_impact": max_lock_impact,
+                "databases": [
+                    {**p.to_dict(), "over_max_lock_impact": [o.migration for o in over[p.alias]]}
+                    for p in previews
+                ],
                 "summary": {
                     "migrations": sum(len(p.migrations) for p in previews),
                     "warnings": sum(p.warning_count for p in previews),
@@ -327,7 +368,12 @@ class Command(BaseCommand):
             }
             return Report(exit_code, {"command": "dry-run", **document})
         self.stdout.write(format_dry_run(previews))
-        return Report(exit_code)
+        refusals = [
+            f"{alias}: a run would apply nothing: {impact.refusal(items, max_lock_impact)}"
+            for alias, items in over.items()
+            if items and max_lock_impact is not None
+        ]
+        return Report(exit_code, error="\n".join(refusals))
 
     def _rollback(
         self,

@@ -1,0 +1,88 @@
+"""The SQL a plan would run, migration by migration, as ``sqlmigrate`` prints it, without running
+it; with the dry run's warnings on the way. One walk through the plan serves the dry run, the lock
+forecast's gate and the rebuild of invalid indexes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.migration import Migration
+from django.db.migrations.state import ProjectState
+
+from django_automigrate.run.plan import Plan, migration_label
+from django_automigrate.run.safety import SafetyWarning, operation_warnings
+
+logger = logging.getLogger("django_automigrate")
+
+
+@dataclasses.dataclass
+class MigrationSql:
+    migration: Migration
+    #: The statements as ``sqlmigrate`` prints them; None when they could not be generated.
+    sql: list[str] | None
+    #: Why not, when they could not.
+    error: str
+    #: Whether it runs in one transaction (its locks are then held until it commits).
+    transaction: bool
+    warnings: list[SafetyWarning] = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return migration_label(self.migration)
+
+
+def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
+    """Each forward migration of ``plan``, in order, with its SQL, each generated against the
+    state the ones before it leave (as the executor would apply them)."""
+    forwards = [migration for migration, backwards in plan if not backwards]
+    if not forwards:
+        return []
+    loader = MigrationLoader(connection)
+    keys = [(migration.app_label, migration.name) for migration in forwards]
+    # Two states move through the plan together: one of bare model states to judge each
+    # operation against (cheap), and one whose rendered apps the SQL generation mutates in
+    # place, as the executor does (rendering it afresh for every migration is quadratic). Both
+    # start from the plan's ancestors, as sqlmigrate's does: cheaper than replaying every
+    # applied migration, and the same state for what the plan touches.
+    models_state = loader.project_state(keys, at_end=False)
+    sql_state = models_state.clone()
+    result = []
+    for migration in forwards:
+        warnings = []
+        for operation in migration.operations:
+            warnings.extend(operation_warnings(operation, migration.app_label, models_state))
+            operation.state_forwards(migration.app_label, models_state)
+        sql, error = _collect(connection, migration, sql_state)
+        if error:
+            sql_state = models_state.clone()  # a failed apply leaves it half changed
+        result.append(
+            MigrationSql(
+                migration=migration,
+                sql=sql,
+                error=error,
+                transaction=bool(migration.atomic and connection.features.can_rollback_ddl),
+                warnings=warnings,
+            )
+        )
+    return result
+
+
+def _collect(
+    connection: BaseDatabaseWrapper, migration: Migration, state: ProjectState
+) -> tuple[list[str] | None, str]:
+    try:
+        with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+            # apply() moves ``state`` forward in place, as the executor's does.
+            migration.apply(state, editor, collect_sql=True)
+    except Exception as exc:
+        # Some SQL depends on introspecting tables that earlier migrations of the plan would
+        # create: sqlmigrate has the same limit. The rest of the plan is still shown.
+        logger.debug(
+            "automigrate: %s: no SQL for %s: %s", connection.alias, migration_label(migration), exc
+        )
+        return None, f"{type(exc).__name__}: {exc}"
+    return [str(statement) for statement in editor.collected_sql], ""

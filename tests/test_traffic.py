@@ -1,0 +1,202 @@
+"""Migrating beside live traffic: a run that meets a session holding its table waits, gives up
+after STATEMENT_LOCK_TIMEOUT, names the blocker, pauses holding no lock, and succeeds once the
+blocker goes; the traffic beside it is never stuck behind a pausing run.
+
+The traffic (``tests/traffic.py``) reads ``testapp_review``, which the run's first migration
+alters, and allows each of its queries 5 s of lock waiting. The blocker holds ``testapp_book``,
+which the run's second migration alters, through four retries (at least 5.75 s of timeouts and
+pauses). A run that paused inside its transaction would keep ``testapp_review`` locked all that
+time, and the traffic's queries would fail; one that pauses holding nothing delays them by at
+most one statement lock timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import FreshDatabase
+from tests.utils import REPO, Result, child_env, finish, start_command
+
+every_backend = pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"], indirect=True)
+pytestmark = pytest.mark.drivers
+
+#: How many retries the run announces before the blocker lets go.
+RETRIES_BEFORE_RELEASE = {"postgresql": 4, "mysql": 2, "sqlite": 2}
+
+
+class Blocker:
+    """Another session that holds ``testapp_book`` (PostgreSQL, MySQL: a read in an open
+    transaction, like a slow report; SQLite: an open write transaction) until released."""
+
+    def __init__(self, database: FreshDatabase) -> None:
+        self.database = database
+        self.ready = threading.Event()
+        self.release = threading.Event()
+        self.id = 0
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+
+    def _hold(self) -> None:
+        vendor = self.database.vendor
+        if vendor == "sqlite":
+            connection: Any = sqlite3.connect(self.database.path, isolation_level=None)
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO testapp_tag (name) VALUES ('held')")
+            self.ready.set()
+            self.release.wait(120)
+            connection.rollback()
+            connection.close()
+            return
+        with self.database.connect() as connection:
+            cursor = connection.cursor()
+            cursor.execute(
+                "SELECT pg_backend_pid()" if vendor == "postgresql" else "SELECT CONNECTION_ID()"
+            )
+            self.id = int(cursor.fetchone()[0])
+            if vendor == "postgresql":
+                connection.autocommit = False
+            else:
+                cursor.execute("START TRANSACTION")
+            cursor.execute("SELECT COUNT(*) FROM testapp_book")
+            cursor.fetchall()
+            self.ready.set()
+            self.release.wait(120)
+            connection.rollback()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[Blocker]:
+        self.thread.start()
+        assert self.ready.wait(30)
+        try:
+            yield self
+        finally:
+            self.release.set()
+            self.thread.join(30)
+
+
+@contextlib.contextmanager
+def traffic(database: FreshDatabase, folder: Path) -> Iterator[dict[str, Any]]:
+    """The traffic process, running for the duration of the block; its report fills the dict."""
+    stop = folder / "stop-traffic"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.traffic", database.vendor, database.url, str(stop)],
+        cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready", (
+        process.stderr.read() if process.stderr else ""
+    )
+    report: dict[str, Any] = {}
+    try:
+        yield report
+    finally:
+        stop.touch()
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        report.update(json.loads(out.strip().splitlines()[-1]))
+
+
+def prepare(database: FreshDatabase) -> None:
+    for args in (("django_automigrate",), ("testapp", "0013_review")):
+        result = finish(start_command(database.url, "migrate", *args))
+        assert result.returncode == 0, result.err
+
+
+@every_backend
+def test_a_blocked_run_waits_names_the_blocker_and_never_stalls_the_traffic(
+    database: FreshDatabase, tmp_path: Path
+) -> None:
+    prepare(database)
+    blocker = Blocker(database)
+    with traffic(database, tmp_path) as report, blocker.holding():
+        run = start_command(
+            database.url, "automigrate", "--format", "json",
+            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="30",
+        )  # fmt: skip
+        assert run.stderr is not None
+        log, retries = [], 0
+        for line in run.stderr:  # the handshake: the run has given up and paused this often
+            log.append(line)
+            retries += "retrying in" in line
+            if retries == RETRIES_BEFORE_RELEASE[database.vendor]:
+                break
+        blocker.release.set()
+        out, err = run.communicate(timeout=180)
+    result = Result(run.returncode, out, "".join(log) + err)
+
+    assert result.returncode == 0, result.err
+    assert result.json()["databases"][0]["status"] == "succeeded"
+    assert ("testapp", "0023_final_checkpoint") in database.migration_rows()
+    assert "gave up waiting for a lock (attempt 1 of 31)" in result.err
+    assert "holding no lock meanwhile" in result.err
+    (waits,) = database.query(
+        "SELECT lock_waits FROM django_automigrate_migrationrun ORDER BY id DESC LIMIT 1"
+    )[0]
+    if database.vendor != "sqlite":
+        # Named while it blocked: in the log, and in the run's history row.
+        assert "testapp.0015_book_price gave up waiting for a lock" in result.err
+        assert f"blocked by session {blocker.id} (idle in transaction" in result.err
+        recorded = json.loads(waits) if isinstance(waits, str) else waits
+        assert recorded
+        assert recorded[0]["migration"] == "testapp.0015_book_price"
+        assert blocker.id in [session["id"] for session in recorded[0]["blockers"]]
+    # The traffic's queries never waited out their 5 s: the run paused holding nothing.
+    print(f"\n{database.vendor}: traffic {report['rounds']} rounds, longest query "
+          f"{report['longest']:.2f}s, {retries} retries before the blocker went")  # fmt: skip
+    assert report["errors"] == 0, report["first_error"]
+
+
+@every_backend
+def test_a_run_that_stays_blocked_times_out_naming_the_blocker_and_how_to_end_it(
+    database: FreshDatabase,
+) -> None:
+    prepare(database)
+    with Blocker(database).holding() as blocker:
+        result = finish(
+            start_command(
+                database.url, "automigrate", "--format", "json",
+                AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="1",
+            )
+        )  # fmt: skip
+
+    assert result.returncode == 4, result.err
+    report = result.json()["databases"][0]
+    assert report["status"] == "timed_out"
+    if database.vendor == "sqlite":
+        assert "Another connection held the database's write lock" in report["error"]
+    else:
+        end = "SELECT pg_terminate_backend" if database.vendor == "postgresql" else "KILL"
+        assert f"Blocked by session {blocker.id} (idle in transaction" in report["error"]
+        assert f"To end them: {end}" in report["error"]
+        assert str(blocker.id) in report["error"]
+    if database.vendor == "sqlite":
+        # The blocker held the database's one write lock throughout: not even the history row
+        # could be written, and the log says so.
+        assert "run's outcome: database is locked" in result.err
+    else:
+        assert database.history_rows()[-1]["status"] == "timed_out"
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_sqlite_run_beside_writing_traffic_waits_instead_of_failing(
+    database: FreshDatabase, tmp_path: Path
+) -> None:
+    """The startup run beside a serving release: it used to fail at once with "database is
+    locked" while the other release inserted."""
+    prepare(database)
+    with traffic(database, tmp_path) as report:
+        result = finish(start_command(database.url, "automigrate", "--format", "json"))
+
+    assert result.returncode == 0, result.err
+    assert "database is locked" not in result.err
+    assert ("testapp", "0023_final_checkpoint") in database.migration_rows()
+    assert report["errors"] == 0, report["first_error"]
