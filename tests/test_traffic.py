@@ -199,4 +199,6 @@ def test_a_sqlite_run_beside_writing_traffic_waits_instead_of_failing(
     assert result.returncode == 0, result.err
     assert "database is locked" not in result.err
     assert ("testapp", "0023_final_checkpoint") in database.migration_rows()
+    print(f"\nsqlite beside the run alone: traffic {report['rounds']} rounds, longest query "
+          f"{report['longest']:.2f}s")  # fmt: skip
     assert report["errors"] == 0, report["first_error"]
