@@ -237,8 +237,9 @@ def _failed_how(run: MigrationRun) -> str:
     if run.status == Status.TIMED_OUT:
         waits = run.lock_waits or []
         blockers = waits[-1].get("blockers", []) if waits else []
+        exact = [b for b in blockers if not b.get("candidate")]
         held = ", ".join(
-            f"session {b.get('id')} ({b.get('state') or 'unknown state'})" for b in blockers[:3]
+            f"session {b.get('id')} ({b.get('state') or 'unknown state'})" for b in exact[:3]
         )
         return "timed out waiting for a table lock" + (f" held by {held}" if held else "")
     if run.status == Status.INTERRUPTED:

@@ -246,3 +246,29 @@ def test_a_missing_database_is_said_once_with_what_a_run_would_do(
     assert "(no SQL:" not in result.out  # once for the database, not once per migration
     assert "1. contenttypes.0001_initial" in result.out
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_the_sql_of_a_changed_key_includes_the_foreign_keys_of_other_apps(
+    database: FreshDatabase,
+) -> None:
+    """pkapp.0002 makes Parent's key a bigint; pkchildapp (applied, but no ancestor of it)
+    points at it. The plan's SQL starts from every applied migration, as the executor does, so
+    the child's column is altered too, and the forecast sees that table."""
+    apps = "tests.pkapp,tests.pkchildapp"
+    result = run_command(
+        database.url, "migrate", "pkchildapp", "0001", AUTOMIGRATE_TEST_EXTRA_APPS=apps
+    )
+    assert result.returncode == 0, result.err
+
+    document = dry_run(database, extra_apps=apps)
+
+    (change,) = [
+        m
+        for m in document["databases"][0]["migrations"]
+        if m["migration"] == "pkapp.0002_parent_id_bigint"
+    ]
+    sql = "\n".join(change["sql"])
+    assert 'ALTER TABLE "pkchildapp_child" ALTER COLUMN "parent_id" TYPE bigint' in sql
+    tables = {t["table"] for s in change["forecast"]["statements"] for t in s["tables"]}
+    assert "pkchildapp_child" in tables

@@ -414,6 +414,38 @@ def test_run_python_and_unparsed_sql_are_unknown_and_never_decide_the_verdict() 
     assert python_only.verdict == UNKNOWN
 
 
+def test_a_statement_the_parser_trips_on_is_unknown_and_the_next_is_still_judged() -> None:
+    first, second = forecast_sql(
+        [
+            "ALTER TABLE x ADD COLUMN y int DEFAULT",  # cut short: once an IndexError
+            'ALTER TABLE "shop_order" ADD COLUMN "z" integer NULL;',
+        ],
+        pg_catalog(),
+    )
+
+    assert first.verdict == UNKNOWN
+    assert "cannot read this statement" in first.message
+    assert second.verdict == BRIEF_LOCK
+
+
+def test_in_one_transaction_for_the_plan_a_lock_taken_earlier_is_held_through_later_ones() -> None:
+    plan = [
+        PlannedMigration("shop.0002", ['ALTER TABLE "shop_order" ADD COLUMN "z" integer NULL;'],
+                         transaction=True),
+        PlannedMigration("shop.0003", ['CREATE INDEX "c_email" ON "shop_customer" ("email");'],
+                         transaction=True),
+    ]  # fmt: skip
+
+    separate = forecast_migrations(plan, pg_catalog())
+    together = forecast_migrations(plan, pg_catalog(), one_transaction=True)
+
+    assert [f.verdict for f in separate if f] == [BRIEF_LOCK, BLOCKS_WRITES]
+    assert [f.verdict for f in together if f] == [BRIEF_LOCK, BLOCKS_READS]
+    assert together[1] is not None
+    assert "AccessExclusiveLock on shop_order" in together[1].message
+    assert "in the run's one transaction" in together[1].message
+
+
 def test_locks_held_until_the_commit_make_a_brief_lock_last() -> None:
     sql = [
         'ALTER TABLE "shop_order" ADD COLUMN "flag" boolean NULL;',

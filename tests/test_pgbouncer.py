@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +158,45 @@ def _holder(url: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 def _acquire(url: str, env: dict[str, str]) -> dict[str, object]:
     return try_lock(url, "1", **env)
+
+
+def test_the_runs_lock_timeout_never_reaches_other_clients_of_the_pool(
+    database: FreshDatabase, pgbouncer: int
+) -> None:
+    """Behind a transaction pooler a session setting lands on whichever server connection
+    answers, and stays there for the next client: the run's limit is set per transaction."""
+    import psycopg
+
+    url = through(database, pgbouncer)
+    seen: collections.Counter[str] = collections.Counter()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as client:
+            while not stop.is_set():
+                row = client.execute("SHOW lock_timeout").fetchone()
+                seen[str(row[0]) if row else "?"] += 1
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    run = finish(
+        start_command(
+            url, "automigrate", "--format", "json",
+            AUTOMIGRATE_TEST_PGBOUNCER="true", AUTOMIGRATE_TEST_SLOW="0010_checkpoint:2",
+            AUTOMIGRATE_LOCK_BACKEND="table", AUTOMIGRATE_ENVIRONMENT="production",
+        )
+    )  # fmt: skip
+    stop.set()
+    watcher.join(timeout=30)
+    # Every server connection of the pool at once, each held by a transaction of its own.
+    clients = [psycopg.connect(url, prepare_threshold=None) for _ in range(4)]
+    try:
+        after = [str(c.execute("SHOW lock_timeout").fetchone()[0]) for c in clients]  # type: ignore[index]
+    finally:
+        for client in clients:
+            client.close()
+
+    assert run.returncode == 0, run.err
+    assert sum(seen.values()) > 0
+    assert set(seen) == {"0"}, seen
+    assert set(after) == {"0"}, after

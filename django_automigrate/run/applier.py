@@ -23,12 +23,12 @@ from django_automigrate.locks import MigrationLock
 from django_automigrate.reporting.runlog import progress_level
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.plan import migration_label
+from django_automigrate.run.timeouts import READS
 from django_automigrate.run.transactions import one_transaction, transactional
 
 logger = logging.getLogger("django_automigrate")
 
 #: Statements that change nothing: not counted when judging whether a failure left changes.
-READS = ("SELECT", "SHOW", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "PRAGMA", "WITH")
 
 
 @dataclasses.dataclass

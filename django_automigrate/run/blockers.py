@@ -102,6 +102,9 @@ class Session:
     application: str = ""
     #: What it holds, when the server says (``AccessShareLock on shop_order``).
     holds: str = ""
+    #: Only a candidate: it has an open transaction, but the server (MySQL/MariaDB without a
+    #: view of metadata locks) cannot say whether it holds the lock waited for.
+    candidate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -145,6 +148,19 @@ def describe_all(sessions: Sequence[Session]) -> str:
     return "; ".join(session.describe(now) for session in sessions)
 
 
+def blocked_by(sessions: Sequence[Session]) -> str:
+    """``blocked by session 4242 (…)``; for mere candidates ``possibly blocked by …``, saying
+    why the server cannot tell; "" for none."""
+    if not sessions:
+        return ""
+    if all(session.candidate for session in sessions):
+        return (
+            f"possibly blocked by {describe_all(sessions)} (sessions with an open transaction: "
+            "this server does not show metadata locks)"
+        )
+    return f"blocked by {describe_all([s for s in sessions if not s.candidate])}"
+
+
 def session_id(connection: BaseDatabaseWrapper) -> int | None:
     """The server's id of ``connection``'s session (PostgreSQL pid, MySQL connection id)."""
     query = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
@@ -166,8 +182,10 @@ def blocking(connection: BaseDatabaseWrapper, waiter: int) -> list[Session]:
     if connection.vendor == "postgresql":
         return _pg_sessions(
             connection,
-            f"SELECT {_PG_SESSION_COLUMNS}, '' FROM pg_stat_activity a "
-            "WHERE a.pid = ANY(pg_blocking_pids(%s)) ORDER BY a.xact_start NULLS LAST, a.pid",
+            # In FROM, pg_blocking_pids() (volatile, and it locks the lock manager) runs once,
+            # not once per row of pg_stat_activity.
+            f"SELECT {_PG_SESSION_COLUMNS}, '' FROM unnest(pg_blocking_pids(%s)) AS b(pid) "
+            "JOIN pg_stat_activity a ON a.pid = b.pid ORDER BY a.xact_start NULLS LAST, a.pid",
             [waiter],
         )
     if connection.vendor == "mysql":
@@ -259,7 +277,7 @@ def _mysql_blocking(connection: BaseDatabaseWrapper, waiter: int) -> list[Sessio
                     else None
                 ),
                 user=str(user or ""),
-                holds="" if exact else "an open transaction (may hold the table's metadata lock)",
+                candidate=not exact,
             )
         )
     return sessions
@@ -326,7 +344,9 @@ class LockWaitWatch:
         current: Callable[[], str],
         *,
         poll_seconds: float = POLL_SECONDS,
+        enabled: bool = True,
     ) -> None:
+        self._enabled = enabled
         self._connection = connection
         self._current = current
         self._poll = poll_seconds
@@ -341,7 +361,7 @@ class LockWaitWatch:
     @contextlib.contextmanager
     def watching(self) -> Iterator[LockWaitWatch]:
         waiter = None
-        if self._connection.vendor in ("postgresql", "mysql"):
+        if self._enabled and self._connection.vendor in ("postgresql", "mysql"):
             try:
                 waiter = session_id(self._connection)
             except Exception:  # a run that cannot ask is a run without a watcher
@@ -407,9 +427,9 @@ class LockWaitWatch:
                 self._logged = True
         if log:
             logger.warning(
-                "automigrate: %s: %s is waiting for a lock held by %s",
+                "automigrate: %s: %s is waiting for a lock, %s",
                 self._connection.alias,
                 wait.migration or "a statement",
-                describe_all(wait.blockers),
+                blocked_by(wait.blockers),
                 extra={"database": self._connection.alias, "migration": wait.migration},
             )

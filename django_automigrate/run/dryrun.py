@@ -124,7 +124,9 @@ def _preview_database(
         result.lock = lock_problem or lock.name  # now that it knows the database's identity
         pending = pending_work(connection)
         result.unrecorded_squashes = pending.unrecorded_squashes
-        result.migrations = _previews(connection, run_order(pending.plan, history=conf.history))
+        result.migrations = _previews(
+            connection, run_order(pending.plan, history=conf.history), conf
+        )
     except (AutomigrateError, Error, ImproperlyConfigured) as exc:
         result.error = str(exc)
     finally:
@@ -132,7 +134,9 @@ def _preview_database(
     return result
 
 
-def _previews(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationPreview]:
+def _previews(
+    connection: BaseDatabaseWrapper, plan: Plan, conf: AutomigrateSettings
+) -> list[MigrationPreview]:
     previews = [
         MigrationPreview(
             migration=planned.label,
@@ -145,11 +149,13 @@ def _previews(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationPrev
         for planned in plan_sql(connection, plan)
     ]
     if previews:
-        _forecast(connection, previews)
+        _forecast(connection, previews, rollback_on_failure=conf.rollback_on_failure)
     return previews
 
 
-def _forecast(connection: BaseDatabaseWrapper, previews: list[MigrationPreview]) -> None:
+def _forecast(
+    connection: BaseDatabaseWrapper, previews: list[MigrationPreview], *, rollback_on_failure: bool
+) -> None:
     """Fill in each preview's lock forecast. A forecast that fails leaves the rest of the dry
     run intact: each migration then says why it has none."""
     planned = [
@@ -157,7 +163,9 @@ def _forecast(connection: BaseDatabaseWrapper, previews: list[MigrationPreview])
         for p in previews
     ]
     try:
-        forecasts = lock_forecast.forecast_plan(connection, planned)
+        forecasts = lock_forecast.forecast_plan(
+            connection, planned, rollback_on_failure=rollback_on_failure
+        )
     except Exception as exc:
         logger.warning("automigrate: the lock forecast failed: %s", exc, exc_info=True)
         reason = f"no forecast: {type(exc).__name__}: {exc}"

@@ -2626,10 +2626,16 @@ BlockerLookup = Callable[[str, str], list[Session]]
 
 
 def forecast_plan(
-    connection: BaseDatabaseWrapper, migrations: Sequence[PlannedMigration]
+    connection: BaseDatabaseWrapper,
+    migrations: Sequence[PlannedMigration],
+    *,
+    rollback_on_failure: bool = False,
 ) -> list[MigrationForecast | None]:
     """The forecast of each migration of the plan, against ``connection``'s catalog now. None for
-    a migration without SQL because the database does not exist yet."""
+    a migration without SQL because the database does not exist yet.
+
+    ``rollback_on_failure`` (the setting): a plan of transactional migrations then runs as one
+    transaction, whose locks are all held until it commits."""
     names: set[str] = set()
     for migration in migrations:
         for entry in migration.sql or []:
@@ -2644,17 +2650,21 @@ def forecast_plan(
                 cache[(table, mode)] = blockers.holding(connection, [table], mode)
             return cache[(table, mode)]
 
-    return forecast_migrations(migrations, catalog, lookup)
+    one = rollback_on_failure and all(m.transaction for m in migrations)
+    return forecast_migrations(migrations, catalog, lookup, one_transaction=one)
 
 
 def forecast_migrations(
     migrations: Sequence[PlannedMigration],
     catalog: Catalog,
     blockers_now: BlockerLookup | None = None,
+    *,
+    one_transaction: bool = False,
 ) -> list[MigrationForecast | None]:
     """The forecast of each migration, judged in plan order against ``catalog`` (no database:
     the decision tests call it with a catalog of their own). ``blockers_now(table, mode)`` names
-    who would block a lock now."""
+    who would block a lock now. ``one_transaction``: the whole plan runs in one transaction, so
+    a lock taken by one migration is held while the later ones run."""
     judge = _Judge(catalog)
     results: list[MigrationForecast | None] = []
     for migration in migrations:
@@ -2673,7 +2683,27 @@ def forecast_migrations(
             continue
         statements = _statements(judge, migration.sql, blockers_now)
         results.append(_migration(catalog, migration, statements, blockers_now is not None))
+    if one_transaction:
+        _held_across_the_plan(catalog.vendor, results)
     return results
+
+
+def _held_across_the_plan(vendor: str, results: list[MigrationForecast | None]) -> None:
+    """In one transaction for the whole plan, a lock an earlier migration took is still held
+    while a later one scans or rewrites: that later migration's verdict says so."""
+    so_far: list[StatementForecast] = []
+    for forecast in results:
+        if forecast is None:
+            continue
+        earlier = len(so_far)
+        so_far.extend(s for s in forecast.statements if s.verdict != UNKNOWN)
+        if not earlier:
+            continue
+        level, message = _held_locks(vendor, so_far, counted_from=earlier)
+        if LEVELS.index(level) > LEVELS.index(forecast.verdict if forecast.verdict in LEVELS
+                                              else SAFE):  # fmt: skip
+            forecast.verdict = level
+            forecast.message = f"{message}, in the run's one transaction"
 
 
 def forecast_sql(statements: Sequence[str], catalog: Catalog) -> list[StatementForecast]:
@@ -2706,7 +2736,12 @@ def _statements(
         parts = [p for p in _split(_tokenize(entry, judge.vendor), ";") if p]
         if not parts:
             continue
-        judgements = [judge.judge(part) for part in parts]
+        try:
+            judgements = [judge.judge(part) for part in parts]
+        except Exception as exc:  # SQL the parser trips on is unknown: never a failed forecast
+            message = f"the forecast cannot read this statement ({type(exc).__name__})"
+            forecasts.append(StatementForecast(index, "SQL", UNKNOWN, message, seconds=None))
+            continue
         forecasts.append(_statement(judge.vendor, index, judgements, blockers_now))
     return forecasts
 
@@ -2802,14 +2837,19 @@ def _migration(
     return MigrationForecast(level, message, statements, seconds, checked)
 
 
-def _held_locks(vendor: str, statements: list[StatementForecast]) -> tuple[str, str]:
+def _held_locks(
+    vendor: str, statements: list[StatementForecast], counted_from: int = 0
+) -> tuple[str, str]:
     """In one transaction every lock is held until the commit: a lock taken early stays while
-    later statements scan or rewrite. The verdict that makes, and why."""
+    later statements scan or rewrite. The verdict that makes, and why; only the time of the
+    statements from ``counted_from`` on counts (the earlier ones only take locks)."""
     held: dict[str, TableForecast] = {}
     level, message, held_seconds = SAFE, "", 0.0
     unknown_time = False
-    for statement in statements:
-        taking_time = statement.seconds is None or statement.seconds > 0
+    for number, statement in enumerate(statements):
+        taking_time = number >= counted_from and (
+            statement.seconds is None or statement.seconds > 0
+        )
         if taking_time and held:
             blocking_reads = [
                 t for t in held.values() if vendor == "postgresql" and t.lock in _READ_BLOCKING

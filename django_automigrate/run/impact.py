@@ -47,9 +47,11 @@ def over_limit(
 
 
 def forecast_pending(
-    connection: BaseDatabaseWrapper, plan: Plan
+    connection: BaseDatabaseWrapper, plan: Plan, *, rollback_on_failure: bool
 ) -> list[tuple[str, lock_forecast.MigrationForecast | None]]:
-    """The forecast of each migration ``plan`` would apply, against the database as it is now."""
+    """The forecast of each migration ``plan`` would apply, against the database as it is now
+    (``rollback_on_failure``: the setting, which makes a run of atomic migrations one
+    transaction)."""
     planned = plan_sql(connection, plan)
     forecasts = lock_forecast.forecast_plan(
         connection,
@@ -57,6 +59,7 @@ def forecast_pending(
             lock_forecast.PlannedMigration(each.label, each.sql, each.transaction, each.error)
             for each in planned
         ],
+        rollback_on_failure=rollback_on_failure,
     )
     return [(each.label, forecast) for each, forecast in zip(planned, forecasts, strict=True)]
 

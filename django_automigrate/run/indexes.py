@@ -430,25 +430,26 @@ def after_run(
     return [index for index in found if index not in known]
 
 
-def listed_quietly(connection: BaseDatabaseWrapper) -> list[InvalidIndex]:
-    """:func:`invalid_indexes`, or ``[]`` when they cannot be listed (a lost connection says so
+def listed_quietly(connection: BaseDatabaseWrapper) -> list[InvalidIndex] | None:
+    """:func:`invalid_indexes`, or None when they cannot be listed (a lost connection says so
     itself, in the run's next statement)."""
     try:
         return invalid_indexes(connection)
     except Error as exc:
         logger.debug("automigrate: %s: invalid indexes not listed: %s", connection.alias, exc)
-        return []
+        return None
 
 
 def left_behind(
-    connection: BaseDatabaseWrapper, before: Sequence[InvalidIndex]
+    connection: BaseDatabaseWrapper, before: Sequence[InvalidIndex] | None
 ) -> list[InvalidIndex]:
     """The invalid indexes that were not there ``before`` a failed attempt: its own, since the
-    run holds the migration lock and builds being made by others are never listed."""
-    if connection.vendor != "postgresql":
+    run holds the migration lock and builds being made by others are never listed. None when
+    ``before`` is unknown: then no index can be told to be the attempt's own."""
+    if connection.vendor != "postgresql" or before is None:
         return []
     known = {(index.schema, index.name) for index in before}
-    return [i for i in listed_quietly(connection) if (i.schema, i.name) not in known]
+    return [i for i in listed_quietly(connection) or [] if (i.schema, i.name) not in known]
 
 
 def drop_left_behind(

@@ -36,7 +36,7 @@ from django_automigrate.models import MigrationRun, Status, Trigger, rollback_su
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
 from django_automigrate.run import uptodate
-from django_automigrate.run.blockers import Session, describe_all
+from django_automigrate.run.blockers import Session, blocked_by
 from django_automigrate.run.database import ensure_database
 from django_automigrate.run.history import (
     HistoryRecorder,
@@ -58,6 +58,8 @@ from django_automigrate.run.plan import (
 from django_automigrate.run.results import DatabaseResult, Outcome, describe_error
 
 if TYPE_CHECKING:
+    from django_automigrate.run.applier import ApplyOutcome
+    from django_automigrate.run.timeouts import RetryPolicy
     from django_automigrate.run.undo import ReverseOutcome
 
 logger = logging.getLogger("django_automigrate")
@@ -316,15 +318,42 @@ class DatabaseRun:
         if not own:
             return
         from django_automigrate.run.applier import apply_plan
+        from django_automigrate.run.timeouts import statement_lock_timeout
+        from django_automigrate.run.undo import apply_undoably
 
-        with self.lock.guard():
-            outcome = apply_plan(
+        conf = self.options.conf
+        # The history table is read by every health probe: altering it waits no longer than
+        # any other table, and retries as the plan's migrations do.
+        with (
+            self.lock.guard(),
+            statement_lock_timeout(
+                self.connection, conf.statement_lock_timeout, pooled=_pooled(conf)
+            ) as budget,
+        ):
+
+            def starting(label: str) -> None:
+                if label:
+                    budget.migration_started()
+
+            outcome, _ = apply_undoably(
                 self.connection,
+                [],
+                lambda: apply_plan(
+                    self.connection,
+                    lock=self.lock,
+                    stdout=self.options.stdout,
+                    verbosity=self.options.verbosity,
+                    log_details=conf.log_details,
+                    on_start=starting,
+                    app_label=HISTORY_APP,
+                ),
+                rollback_on_failure=False,  # each of them is atomic where DDL can roll back
                 lock=self.lock,
-                stdout=self.options.stdout,
-                verbosity=self.options.verbosity,
-                log_details=self.options.conf.log_details,
-                app_label=HISTORY_APP,
+                on_start=starting,
+                retry=_retry_policy(conf, self.connection),
+                announce=lambda tried, number, pause: _announce_retry(
+                    self.connection, conf, tried, number, pause, []
+                ),
             )
         self.own_applied = outcome.applied
         if outcome.error is not None:
@@ -382,9 +411,51 @@ def _with_blockers(message: str, connection: BaseDatabaseWrapper, blockers: list
         )
     if not blockers:
         return message
+    phrase = blocked_by(blockers)
+    said = f"{message.rstrip('.')}. {phrase[0].upper()}{phrase[1:]}."
+    exact = [session for session in blockers if not session.candidate]
+    if not exact:
+        return said  # never a command to end a session that may be innocent
     end = "SELECT pg_terminate_backend({})" if connection.vendor == "postgresql" else "KILL {}"
-    ends = "; ".join(end.format(session.id) for session in blockers)
-    return f"{message.rstrip('.')}. Blocked by {describe_all(blockers)}. To end them: {ends}."
+    return f"{said} To end them: {'; '.join(end.format(session.id) for session in exact)}."
+
+
+def _pooled(conf: AutomigrateSettings) -> bool:
+    """Whether the connection may pass through a transaction pooler: the table lease lock is
+    the setting for PgBouncer in transaction mode, where session settings leak to other
+    clients."""
+    return conf.lock_backend == "table"
+
+
+def _retry_policy(conf: AutomigrateSettings, connection: BaseDatabaseWrapper) -> RetryPolicy:
+    from django_automigrate.run.timeouts import RetryPolicy
+
+    # Retries are for the guard a run sets (SQLite's busy timeout always is one); without it, a
+    # lock timeout is the database's own setting speaking, and is reported at once.
+    guarded = conf.statement_lock_timeout or connection.vendor == "sqlite"
+    return RetryPolicy(retries=conf.statement_lock_retries if guarded else 0)
+
+
+def _announce_retry(
+    connection: BaseDatabaseWrapper,
+    conf: AutomigrateSettings,
+    tried: ApplyOutcome,
+    number: int,
+    pause: float,
+    blockers: list[Session],
+) -> None:
+    said = blocked_by(blockers)
+    logger.warning(
+        "automigrate: %s: %s gave up waiting for a lock (attempt %d of %d)%s; "
+        "retrying in %.1fs, holding no lock meanwhile",
+        connection.alias,
+        tried.failed_migration or "the run",
+        number,
+        conf.statement_lock_retries + 1,
+        f", {said}" if said else "",
+        pause,
+        extra={"database": connection.alias, "migration": tried.failed_migration},
+    )
 
 
 def _left_pending(result: DatabaseResult) -> int | None:
@@ -459,7 +530,10 @@ class ApplyPending(Work):
         from django_automigrate.run import impact
 
         try:
-            over = impact.over_limit(impact.forecast_pending(session.connection, self._plan), limit)
+            forecasts = impact.forecast_pending(
+                session.connection, self._plan, rollback_on_failure=self.conf.rollback_on_failure
+            )
+            over = impact.over_limit(forecasts, limit)
         except Exception as exc:  # a gate that cannot judge does not let the plan through
             return session.result(
                 Outcome.FAILED,
@@ -470,10 +544,13 @@ class ApplyPending(Work):
             )
         if not over:
             return None
+        own = session.own_applied  # the history's own tables, applied to record runs
         return session.result(
             Outcome.TOO_DISRUPTIVE,
             planned=planned,
-            error=f"nothing was applied: {impact.refusal(over, limit)}",
+            applied=own,
+            error=f"{'none of the plan' if own else 'nothing'} was applied: "
+            + impact.refusal(over, limit),
         )
 
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
@@ -481,25 +558,16 @@ class ApplyPending(Work):
         from django_automigrate.run import indexes
         from django_automigrate.run.applier import ApplyOutcome, apply_plan
         from django_automigrate.run.blockers import LockWaitWatch
-        from django_automigrate.run.timeouts import RetryPolicy, statement_lock_timeout
+        from django_automigrate.run.timeouts import statement_lock_timeout
         from django_automigrate.run.undo import Undo, apply_undoably
 
         connection, options, conf = session.connection, session.options, self.conf
-        watch = LockWaitWatch(connection, lambda: recorder.current)
+        # Behind a transaction pooler the run's server session changes from one transaction
+        # to the next: the blockers of the one it started on would be someone else's.
+        watch = LockWaitWatch(connection, lambda: recorder.current, enabled=not _pooled(conf))
 
         def announce(tried: ApplyOutcome, number: int, pause: float) -> None:
-            blockers = describe_all(watch.last_blockers())
-            logger.warning(
-                "automigrate: %s: %s gave up waiting for a lock (attempt %d of %d)%s; "
-                "retrying in %.1fs, holding no lock meanwhile",
-                connection.alias,
-                tried.failed_migration or "the run",
-                number,
-                conf.statement_lock_retries + 1,
-                f", blocked by {blockers}" if blockers else "",
-                pause,
-                extra={"database": connection.alias, "migration": tried.failed_migration},
-            )
+            _announce_retry(connection, conf, tried, number, pause, watch.last_blockers())
 
         invalid: indexes.IndexReport | None = None  # None: the run failed before listing them
         try:
@@ -509,9 +577,16 @@ class ApplyPending(Work):
                     connection,
                     conf.statement_lock_timeout,
                     concurrent=conf.concurrent_statement_lock_timeout,
-                ),
+                    pooled=_pooled(conf),
+                ) as budget,
                 watch.watching(),
             ):
+
+                def starting(label: str) -> None:
+                    recorder.in_flight(label)  # a write of ours, before the budget starts afresh
+                    if label:
+                        budget.migration_started()
+
                 # Outside any transaction still (an all-or-nothing run opens its own later), so
                 # that an invalid index can be dropped CONCURRENTLY.
                 invalid = indexes.before_run(
@@ -547,19 +622,13 @@ class ApplyPending(Work):
                         stdout=options.stdout,
                         verbosity=options.verbosity,
                         log_details=conf.log_details,
-                        on_start=recorder.in_flight,
+                        on_start=starting,
                         on_applied=recorder.applied,
                     ),
                     rollback_on_failure=conf.rollback_on_failure,
                     lock=session.lock,
-                    on_start=recorder.in_flight,
-                    # Retries are for the guard this run set; without it, a lock timeout is the
-                    # database's own setting speaking, and is reported at once.
-                    retry=RetryPolicy(
-                        retries=conf.statement_lock_retries
-                        if conf.statement_lock_timeout or connection.vendor == "sqlite"
-                        else 0
-                    ),
+                    on_start=starting,
+                    retry=_retry_policy(conf, connection),
                     announce=announce,
                 )
         except Error as exc:

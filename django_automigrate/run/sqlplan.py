@@ -42,13 +42,13 @@ def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
     if not forwards:
         return []
     loader = MigrationLoader(connection)
-    keys = [(migration.app_label, migration.name) for migration in forwards]
     # Two states move through the plan together: one of bare model states to judge each
     # operation against (cheap), and one whose rendered apps the SQL generation mutates in
     # place, as the executor does (rendering it afresh for every migration is quadratic). Both
-    # start from the plan's ancestors, as sqlmigrate's does: cheaper than replaying every
-    # applied migration, and the same state for what the plan touches.
-    models_state = loader.project_state(keys, at_end=False)
+    # start from every applied migration, as the executor's does: the plan's ancestors alone
+    # would miss the models of other apps that point at a changed one (their foreign keys are
+    # altered too when its primary key changes type).
+    models_state = _applied_state(loader)
     sql_state = models_state.clone()
     result = []
     for migration in forwards:
@@ -69,6 +69,14 @@ def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
             )
         )
     return result
+
+
+def _applied_state(loader: MigrationLoader) -> ProjectState:
+    """The project state the applied migrations leave (what the executor starts from)."""
+    applied = [key for key in loader.graph.nodes if key in loader.applied_migrations]
+    if not applied:
+        return ProjectState(real_apps=loader.unmigrated_apps)
+    return loader.project_state(applied, at_end=True)
 
 
 def _collect(

@@ -33,6 +33,8 @@ from django_automigrate.db_errors import is_lock_timeout
 
 __all__ = [
     "RetryPolicy",
+    "StatementBudget",
+    "TransactionBudget",
     "is_lock_timeout",
     "retry_pauses",
     "retrying",
@@ -99,42 +101,161 @@ def retrying(
     raise AssertionError("unreachable")
 
 
+class StatementBudget:
+    """A ``connection.execute_wrapper`` that sets each statement's lock timeout just before it
+    runs, when it differs from the one in force:
+
+    * ``seconds`` for every statement, until the current migration has kept a write (one
+      outside a transaction, or any on a backend without transactional DDL). From then on the
+      session's own setting: a statement that gave up there would leave the migration half
+      applied, which no retry may repair, so finishing it is the lesser wait.
+    * ``concurrent`` for statements that let traffic through while they wait, when they run
+      outside a transaction (inside one, earlier locks of the transaction are held meanwhile:
+      they get ``seconds``).
+
+    :meth:`migration_started` starts each migration (and each reversal) afresh.
+    """
+
+    def __init__(
+        self,
+        connection: BaseDatabaseWrapper,
+        *,
+        base: Any,
+        concurrent: Any,
+        unlimited: Any,
+    ) -> None:
+        self._connection = connection
+        self._base, self._concurrent, self._unlimited = base, concurrent, unlimited
+        self._current = base
+        self._kept_write = False
+        self._setting = False  # setting the timeout runs a statement through this wrapper too
+
+    def migration_started(self) -> None:
+        self._kept_write = False
+
+    def _wanted(self, sql: str) -> Any:
+        if self._kept_write:
+            return self._unlimited
+        if not self._connection.in_atomic_block and NONBLOCKING.match(sql):
+            return self._concurrent
+        return self._base
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        if self._setting:
+            return execute(sql, params, many, context)
+        text = str(sql)
+        wanted = self._wanted(text)
+        if wanted != self._current:
+            self._setting = True
+            try:
+                _set(self._connection, wanted)
+            finally:
+                self._setting = False
+            self._current = wanted
+        result = execute(sql, params, many, context)
+        if not text.lstrip().upper().startswith(READS) and (
+            not self._connection.in_atomic_block or not self._connection.features.can_rollback_ddl
+        ):
+            self._kept_write = True
+        return result
+
+
+class TransactionBudget:
+    """The budget behind a transaction pooler (PgBouncer in transaction mode), where a session
+    setting lands on whichever server connection answers, and stays there for other clients:
+    the limit is set with ``SET LOCAL`` in each transaction of the run, and dies with it. A
+    statement outside any transaction may reach any server connection: it keeps the server's
+    own setting."""
+
+    def __init__(self, connection: BaseDatabaseWrapper, limit: str) -> None:
+        self._connection = connection
+        self._limit = limit
+        self._transaction: object | None = None  # the outermost atomic block it was set in
+        self._setting = False
+
+    def migration_started(self) -> None:
+        pass
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        connection = self._connection
+        if self._setting or not connection.in_atomic_block:
+            return execute(sql, params, many, context)
+        outermost = connection.atomic_blocks[0]
+        if outermost is not self._transaction:
+            self._setting = True
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [self._limit])
+            finally:
+                self._setting = False
+            self._transaction = outermost  # held: its id cannot be reused meanwhile
+        return execute(sql, params, many, context)
+
+
+class _NoBudget:
+    """What :func:`statement_lock_timeout` yields where it sets nothing per statement."""
+
+    def migration_started(self) -> None:
+        pass
+
+
+#: How statements that write nothing begin (the applier counts the others as writes).
+READS = ("SELECT", "SHOW", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "PRAGMA", "WITH")
+
+
 @contextlib.contextmanager
 def statement_lock_timeout(
-    connection: BaseDatabaseWrapper, seconds: float | None, *, concurrent: float | None = None
-) -> Iterator[None]:
+    connection: BaseDatabaseWrapper,
+    seconds: float | None,
+    *,
+    concurrent: float | None = None,
+    pooled: bool = False,
+) -> Iterator[StatementBudget | TransactionBudget | _NoBudget]:
     """Limit lock waits of the connection's statements for the duration of the block:
     ``seconds`` for every statement, ``concurrent`` for those that let traffic through while
-    they wait (None: no limit).
+    they wait (None: no limit). Yields the budget, whose ``migration_started()`` the caller
+    calls as each migration begins.
 
-    Set at session level and outside any transaction (so that no rollback undoes it), and put
-    back afterwards.
+    Set at session level (so that no rollback undoes it), and put back afterwards; with
+    ``pooled`` (PostgreSQL behind a transaction pooler), per transaction instead.
     """
     if connection.vendor == "sqlite":
         with _sqlite_waits_for_write_lock(connection, seconds):
-            yield
+            yield _NoBudget()
+        return
+    if pooled and connection.vendor == "postgresql":
+        if not seconds:
+            yield _NoBudget()
+            return
+        with connection.execute_wrapper(
+            pooled_budget := TransactionBudget(connection, f"{max(1, round(seconds * 1000))}ms")
+        ):
+            yield pooled_budget
         return
     if connection.vendor not in ("postgresql", "mysql") or (not seconds and not concurrent):
-        yield
+        yield _NoBudget()
         return
     previous = _read_timeout(connection)
     if connection.vendor == "mysql":
         if not seconds:
-            yield
+            yield _NoBudget()
             return
-        _set(connection, max(1, math.ceil(seconds)))
+        base: Any = max(1, math.ceil(seconds))
+        own: Any = base  # no statement of MySQL lets traffic through while it waits
     else:
         # Milliseconds, at least 1 (0 means "no limit" to PostgreSQL); no limit of ours keeps
         # the session's own setting.
         base = f"{max(1, round(seconds * 1000))}ms" if seconds else previous
-        _set(connection, base)
+        own = f"{max(1, round(concurrent * 1000))}ms" if concurrent else "0"
+    _set(connection, base)
+    budget = StatementBudget(connection, base=base, concurrent=own, unlimited=previous)
     try:
-        if connection.vendor == "postgresql" and seconds != concurrent:
-            own = f"{max(1, round(concurrent * 1000))}ms" if concurrent else "0"
-            with connection.execute_wrapper(_ConcurrentBudget(connection, base, own)):
-                yield
-        else:
-            yield
+        with connection.execute_wrapper(budget):
+            yield budget
     finally:
         with contextlib.suppress(Exception):
             _set(connection, previous)
@@ -156,31 +277,6 @@ def _set(connection: BaseDatabaseWrapper, value: Any) -> None:
             cursor.execute("SELECT set_config('lock_timeout', %s, false)", [value])
         else:
             cursor.execute("SET SESSION lock_wait_timeout = %s", [value])
-
-
-class _ConcurrentBudget:
-    """A ``connection.execute_wrapper`` that gives non-blocking statements their own lock
-    timeout, set just before each one and put back after it.
-
-    Such statements run outside transactions (PostgreSQL refuses ``CONCURRENTLY`` inside one),
-    so a session-level setting around each is exact.
-    """
-
-    def __init__(self, connection: BaseDatabaseWrapper, base: str, concurrent: str) -> None:
-        self._connection = connection
-        self._base = base
-        self._concurrent = concurrent
-
-    def __call__(
-        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
-    ) -> Any:
-        if not NONBLOCKING.match(str(sql)):
-            return execute(sql, params, many, context)
-        _set(self._connection, self._concurrent)
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            _set(self._connection, self._base)
 
 
 @contextlib.contextmanager

@@ -167,7 +167,7 @@ def apply_undoably(
         # Each attempt goes on from where the last one stopped: what they applied adds up.
         if leftovers and (error := indexes.drop_left_behind(connection, leftovers)) is not None:
             return ApplyOutcome(applied=list(applied), error=error)  # nothing else was tried
-        before = indexes.listed_quietly(connection) if retry.retries else []
+        before = indexes.listed_quietly(connection) if retry.retries else None
         tried = apply()
         applied.extend(tried.applied)
         tried.applied = list(applied)

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class Child(models.Model):
+    parent = models.ForeignKey("pkapp.Parent", on_delete=models.CASCADE)
