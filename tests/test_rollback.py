@@ -184,3 +184,29 @@ def test_a_failure_after_reads_only_is_not_half_applied(database: FreshDatabase)
     assert report["status"] == "rolled_back"
     assert "Nothing had been applied yet" in report["error"]
     assert state(database) == before
+
+
+@pytest.mark.parametrize("server", ["mysql"], indirect=True)
+def test_an_undo_that_stops_halfway_leaves_the_migration_marked_half_applied(
+    database: FreshDatabase,
+) -> None:
+    """undoapp.0003 fails; undoing 0002 drops its column (no transaction on MySQL/MariaDB to
+    take that back), then its reverse SQL fails. 0002 is still recorded as applied with half
+    of it gone: the run says so, and the next run refuses until it is repaired."""
+    apps = {"AUTOMIGRATE_TEST_EXTRA_APPS": "tests.undoapp"}
+    migrate_to(database, "undoapp", "0001_initial", **apps)
+
+    failed = failing_run(database, "undoapp_0003", **apps)
+
+    assert failed.returncode == 1, failed.err
+    report = failed.json()["databases"][0]
+    assert report["half_applied"] is True
+    assert report["failed_migration"] == "undoapp.0002_crate_size"
+    assert (
+        "After undoapp.0003_checkpoint failed, reversing undoapp.0002_crate_size failed"
+        in (report["error"])
+    )
+    assert "undoapp.0002_crate_size is half-applied" in report["error"]
+    refused = finish(start_command(database.url, "automigrate", **apps))
+    assert refused.returncode == 1
+    assert "left undoapp.0002_crate_size half-applied" in refused.err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from typing import Any
 
 from django.db import Error
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -29,7 +30,7 @@ from django_automigrate.run.applier import ApplyOutcome
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.history import UNAPPLYING
 from django_automigrate.run.plan import Plan
-from django_automigrate.run.timeouts import RetryPolicy, retrying
+from django_automigrate.run.timeouts import READS, RetryPolicy, retrying
 from django_automigrate.run.transactions import (
     RollBack,
     one_transaction,
@@ -48,6 +49,29 @@ class ReverseOutcome:
     stopped: str = ""
     #: The error that stopped it, when one did.
     error: BaseException | None = None
+    #: The migration whose reversal failed after writes outside a transaction, which stay (it
+    #: is then half-applied), and how many.
+    half_reversed: str = ""
+    writes_kept: int = 0
+
+
+class _KeptWrites:
+    """A ``connection.execute_wrapper`` counting the writes that succeed and stay whatever comes
+    next: outside a transaction, or any on a backend without transactional DDL."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self._connection = connection
+        self.count = 0
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        if not str(sql).lstrip().upper().startswith(READS) and (
+            not self._connection.in_atomic_block or not self._connection.features.can_rollback_ddl
+        ):
+            self.count += 1
+        return result
 
 
 def reverse(
@@ -92,12 +116,15 @@ def reverse(
         step = (
             one_transaction(connection) if transactional(connection, migration) else nullcontext()
         )
+        kept = _KeptWrites(connection)
         try:
-            with step:
+            with step, connection.execute_wrapper(kept):
                 executor.migrate(executor.loader.graph.leaf_nodes(), plan=[(migration, True)])
         except Exception as exc:
             outcome.stopped = f"reversing {label} failed: {type(exc).__name__}: {exc}"
             outcome.error = exc
+            if kept.count and not transactional(connection, migration):
+                outcome.half_reversed, outcome.writes_kept = label, kept.count
             return outcome
         outcome.rolled_back.append(label)
         on_start("")
@@ -217,6 +244,23 @@ def apply_undoably(
         )
     reversed_ = reverse(connection, outcome.applied, lock=lock, on_start=on_start)
     still = [label for label in outcome.applied if label not in reversed_.rolled_back]
+    if reversed_.half_reversed:
+        # Recorded as applied, partly undone: the next run must not take it for applied.
+        first_failure = outcome.failed_migration or "the run"
+        outcome.failed_migration = reversed_.half_reversed
+        return outcome, Undo(
+            status="failed",
+            mode=REVERSE,
+            rolled_back=reversed_.rolled_back,
+            still_applied=still,
+            half_applied=True,
+            detail=(
+                f"After {first_failure} failed, {reversed_.stopped}, after "
+                f"{reversed_.writes_kept} statement(s) outside a transaction: "
+                f"{reversed_.half_reversed} is half-applied. Fix the database by hand, then "
+                "record it with 'manage.py automigrate --mark-fixed RUN_ID'."
+            ),
+        )
     if reversed_.stopped:
         return outcome, Undo(
             status="failed",
