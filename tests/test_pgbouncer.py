@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,16 +167,22 @@ def test_the_runs_lock_timeout_never_reaches_other_clients_of_the_pool(
 ) -> None:
     """Behind a transaction pooler a session setting lands on whichever server connection
     answers, and stays there for the next client: the run's limit is set per transaction."""
-    import psycopg
-
     url = through(database, pgbouncer)
+    pooled = dataclasses.replace(database, url=url)  # the driver the tests run with
     seen: collections.Counter[str] = collections.Counter()
     stop = threading.Event()
 
+    def unprepared(connection: Any) -> Any:
+        if hasattr(connection, "prepare_threshold"):  # psycopg 3: no prepared statements
+            connection.prepare_threshold = None
+        return connection
+
     def watch() -> None:
-        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as client:
+        with pooled.connect() as client:
+            cursor = unprepared(client).cursor()
             while not stop.is_set():
-                row = client.execute("SHOW lock_timeout").fetchone()
+                cursor.execute("SHOW lock_timeout")
+                row = cursor.fetchone()
                 seen[str(row[0]) if row else "?"] += 1
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -189,12 +197,14 @@ def test_the_runs_lock_timeout_never_reaches_other_clients_of_the_pool(
     stop.set()
     watcher.join(timeout=30)
     # Every server connection of the pool at once, each held by a transaction of its own.
-    clients = [psycopg.connect(url, prepare_threshold=None) for _ in range(4)]
-    try:
-        after = [str(c.execute("SHOW lock_timeout").fetchone()[0]) for c in clients]  # type: ignore[index]
-    finally:
-        for client in clients:
-            client.close()
+    after = []
+    with contextlib.ExitStack() as clients:
+        for _ in range(4):
+            client = unprepared(clients.enter_context(pooled.connect()))
+            client.autocommit = False
+            cursor = client.cursor()
+            cursor.execute("SHOW lock_timeout")
+            after.append(str(cursor.fetchone()[0]))
 
     assert run.returncode == 0, run.err
     assert sum(seen.values()) > 0

@@ -390,7 +390,11 @@ class LockWaitWatch:
 
     def _watch(self, waiter: int) -> None:
         # Made in this thread (Django ties a connection to its thread), outside any pool.
-        observer = dedicated_connection(self._connection)
+        try:
+            observer = dedicated_connection(self._connection)
+        except Exception:  # no connection to spare (max_connections): a run without a watcher
+            logger.debug("automigrate: lock wait watcher not started", exc_info=True)
+            return
         try:
             while not self._stop.wait(self._poll):
                 try:

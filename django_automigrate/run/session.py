@@ -110,11 +110,6 @@ class Work(abc.ABC):
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
         """Do the work and finish the history row; return what happened."""
 
-    def refusal(self, session: DatabaseRun, planned: list[str]) -> DatabaseResult | None:
-        """A result that ends the run before anything is recorded or applied, or None to go on.
-        Asked under the lock, with the plan the run would apply."""
-        return None
-
     def done_elsewhere(self, connection: BaseDatabaseWrapper) -> bool:
         """Asked between two tries for the lock: did another process do this work meanwhile?
         Cheap, and never sure by default."""
@@ -209,9 +204,6 @@ class DatabaseRun:
                 # The history's own migrations were applied a moment ago, by this run.
                 planned_now = self.own_applied + (planned_now or [])
             assert planned_now is not None
-            refused = self.work.refusal(self, planned_now)
-            if refused is not None:
-                return refused
             recorder = HistoryRecorder(
                 alias=self.alias,
                 trigger=self.work.trigger,
@@ -523,34 +515,56 @@ class ApplyPending(Work):
         # In the order the run applies them: the history's own migrations first.
         return [migration_label(m) for m, _ in run_order(pending.plan, history=self.conf.history)]
 
-    def refusal(self, session: DatabaseRun, planned: list[str]) -> DatabaseResult | None:
+    def _over_the_limit(self, session: DatabaseRun) -> tuple[Outcome, str, str] | None:
+        """MAX_LOCK_IMPACT: why the plan may not run (outcome, error, the first migration
+        concerned), or None when it may."""
         limit = self.conf.max_lock_impact
         if limit is None or limit == LOCK_IMPACT_LEVELS[-1] or not self._plan:
             return None  # nothing is worse than the worst level: no forecast needed
         from django_automigrate.run import impact
 
+        first = migration_label(self._plan[0][0])
         try:
             forecasts = impact.forecast_pending(
                 session.connection, self._plan, rollback_on_failure=self.conf.rollback_on_failure
             )
             over = impact.over_limit(forecasts, limit)
         except Exception as exc:  # a gate that cannot judge does not let the plan through
-            return session.result(
+            return (
                 Outcome.FAILED,
-                planned=planned,
-                error=f"The lock forecast for MAX_LOCK_IMPACT={limit} failed, so nothing was "
-                f"applied: {type(exc).__name__}: {exc}. "
+                f"The lock forecast for MAX_LOCK_IMPACT={limit} failed, so nothing was applied: "
+                f"{type(exc).__name__}: {exc}. "
                 + impact.OVERRIDE.format(level=LOCK_IMPACT_LEVELS[-1]),
+                first,
             )
         if not over:
             return None
-        own = session.own_applied  # the history's own tables, applied to record runs
-        return session.result(
+        applied = "none of the plan" if session.own_applied else "nothing"
+        return (
             Outcome.TOO_DISRUPTIVE,
-            planned=planned,
-            applied=own,
-            error=f"{'none of the plan' if own else 'nothing'} was applied: "
-            + impact.refusal(over, limit),
+            f"{applied} was applied: {impact.refusal(over, limit)}",
+            over[0].migration,
+        )
+
+    @staticmethod
+    def _refused(
+        session: DatabaseRun, recorder: HistoryRecorder, outcome: Outcome, error: str, at: str
+    ) -> DatabaseResult:
+        """A run that applies nothing of its plan, recorded as failed at ``at``: the history and
+        the health check then say why the migrations are still pending."""
+        run_id = recorder.finish(
+            status=Status.FAILED,
+            applied=session.own_applied,
+            failed_migration=at,
+            error_summary=error,
+        )
+        return session.result(
+            outcome,
+            planned=recorder.fields["planned"],
+            applied=session.own_applied,
+            run_id=run_id,
+            failed_migration=at,
+            error=error,
         )
 
     def carry_out(self, session: DatabaseRun, recorder: HistoryRecorder) -> DatabaseResult:
@@ -562,6 +576,8 @@ class ApplyPending(Work):
         from django_automigrate.run.undo import Undo, apply_undoably
 
         connection, options, conf = session.connection, session.options, self.conf
+        if (over := self._over_the_limit(session)) is not None:
+            return self._refused(session, recorder, *over)
         # Behind a transaction pooler the run's server session changes from one transaction
         # to the next: the blockers of the one it started on would be someone else's.
         watch = LockWaitWatch(connection, lambda: recorder.current, enabled=not _pooled(conf))
@@ -599,20 +615,7 @@ class ApplyPending(Work):
                     # Applying would fail at that migration, after the ones before it, or
                     # record it over an index that serves no query: stop before either.
                     failed = next(iter(invalid.in_the_way().values()))
-                    run_id = recorder.finish(
-                        status=Status.FAILED,
-                        applied=session.own_applied,
-                        failed_migration=failed,
-                        error_summary=refusal,
-                    )
-                    return session.result(
-                        Outcome.FAILED,
-                        planned=recorder.fields["planned"],
-                        applied=session.own_applied,
-                        run_id=run_id,
-                        failed_migration=failed,
-                        error=refusal,
-                    )
+                    return self._refused(session, recorder, Outcome.FAILED, refusal, failed)
                 outcome, undo = apply_undoably(
                     connection,
                     self._plan,
