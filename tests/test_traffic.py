@@ -298,3 +298,27 @@ def test_the_history_tables_own_migration_waits_and_retries_like_the_others(
         output
     )
     assert ("django_automigrate", "0004_lock_waits") in database.migration_rows()
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+def test_a_run_killed_while_it_pauses_leaves_nothing_to_repair(database: FreshDatabase) -> None:
+    """Killed (SIGKILL) between two attempts, the run holds nothing and had left nothing: the
+    next lock holder closes its row as interrupted, and migrates, with no migration suspected
+    of being half-applied (on MySQL/MariaDB that would stop every later run)."""
+    prepare(database)
+    with Blocker(database).holding():
+        run = start_command(
+            database.url, "automigrate",
+            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="30",
+        )  # fmt: skip
+        assert run.stderr is not None
+        for line in run.stderr:  # the handshake: it gave up and is pausing
+            if "retrying in" in line:
+                break
+        run.kill()
+        run.communicate(timeout=60)
+    result = finish(start_command(database.url, "automigrate", "--format", "json"))
+
+    assert result.returncode == 0, result.err
+    assert result.json()["databases"][0]["status"] == "succeeded"
+    assert [row["status"] for row in database.history_rows()] == ["interrupted", "succeeded"]

@@ -583,6 +583,9 @@ class ApplyPending(Work):
         watch = LockWaitWatch(connection, lambda: recorder.current, enabled=not _pooled(conf))
 
         def announce(tried: ApplyOutcome, number: int, pause: float) -> None:
+            # Only what left nothing behind is retried: a kill during the pause must not make
+            # the next lock holder suspect the migration of being half-applied.
+            recorder.in_flight("")
             _announce_retry(connection, conf, tried, number, pause, watch.last_blockers())
 
         invalid: indexes.IndexReport | None = None  # None: the run failed before listing them
