@@ -24,7 +24,7 @@ from django_automigrate.run.indexes import (
     planned_index_names,
 )
 from tests.servers import FreshDatabase, Server
-from tests.utils import finish, run_command, start_command
+from tests.utils import finish, run_command, start_command, stderr_lines
 
 T = TypeVar("T")
 
@@ -499,9 +499,9 @@ def test_a_concurrent_build_that_gives_up_is_retried_without_the_index_it_left(
             AUTOMIGRATE_CONCURRENT_STATEMENT_LOCK_TIMEOUT="0.3",
             AUTOMIGRATE_STATEMENT_LOCK_RETRIES="30",
         )  # fmt: skip
-        assert run.stderr is not None
         log, retries = [], 0
-        for line in run.stderr:  # the handshake: the build gave up twice, and was dropped once
+        # The handshake: the build gave up twice, and was dropped once.
+        for line in stderr_lines(run):
             log.append(line)
             retries += "retrying in" in line
             if retries == 2:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.servers import FreshDatabase
-from tests.utils import REPO, Result, child_env, finish, start_command
+from tests.utils import REPO, Result, child_env, finish, start_command, stderr_lines
 
 every_backend = pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"], indirect=True)
 pytestmark = pytest.mark.drivers
@@ -123,9 +123,8 @@ def test_a_blocked_run_waits_names_the_blocker_and_never_stalls_the_traffic(
             database.url, "automigrate", "--format", "json",
             AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="30",
         )  # fmt: skip
-        assert run.stderr is not None
         log, retries = [], 0
-        for line in run.stderr:  # the handshake: the run has given up and paused this often
+        for line in stderr_lines(run):  # the handshake: the run has given up and paused this often
             log.append(line)
             retries += "retrying in" in line
             if retries == RETRIES_BEFORE_RELEASE[database.vendor]:
@@ -283,9 +282,8 @@ def test_the_history_tables_own_migration_waits_and_retries_like_the_others(
             database.url, "automigrate",
             AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="20",
         )  # fmt: skip
-        assert run.stderr is not None
         log = []
-        for line in run.stderr:  # the handshake: it gave up once and paused
+        for line in stderr_lines(run):  # the handshake: it gave up once and paused
             log.append(line)
             if "retrying in" in line:
                 break
@@ -311,8 +309,7 @@ def test_a_run_killed_while_it_pauses_leaves_nothing_to_repair(database: FreshDa
             database.url, "automigrate",
             AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="0.5", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="30",
         )  # fmt: skip
-        assert run.stderr is not None
-        for line in run.stderr:  # the handshake: it gave up and is pausing
+        for line in stderr_lines(run):  # the handshake: it gave up and is pausing
             if "retrying in" in line:
                 break
         run.kill()

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,3 +218,19 @@ def pids_serving(port: int, workers: int, deadline: float = 60) -> set[int]:
         while len(seen) < workers and time.monotonic() < end:
             seen |= set(pool.map(request, range(4 * workers)))
     return seen
+
+
+def stderr_lines(process: subprocess.Popen[str], seconds: float = 150) -> Iterator[str]:
+    """The lines ``process`` writes to stderr, for a handshake on one of them; the process is
+    killed after ``seconds`` (then the lines end), so that a run that never says it fails the
+    test instead of hanging it."""
+    assert process.stderr is not None
+    watchdog = threading.Timer(seconds, process.kill)
+    watchdog.start()
+    try:
+        # Not ``yield from``: closing this generator (a handshake's ``break``) would close the
+        # pipe too, and ``communicate()`` could no longer read the rest.
+        for line in process.stderr:  # noqa: UP028
+            yield line
+    finally:
+        watchdog.cancel()

@@ -597,6 +597,7 @@ class ApplyPending(Work):
                     conf.statement_lock_timeout,
                     concurrent=conf.concurrent_statement_lock_timeout,
                     pooled=_pooled(conf),
+                    bookkeeping=(MigrationRun._meta.db_table,),
                 ) as budget,
                 watch.watching(),
             ):

@@ -123,7 +123,10 @@ class StatementBudget:
         base: Any,
         concurrent: Any,
         unlimited: Any,
+        bookkeeping: tuple[str, ...] = (),
     ) -> None:
+        #: Tables of the run's own records (the history): writing them is no migration's.
+        self._bookkeeping = bookkeeping
         self._connection = connection
         self._base, self._concurrent, self._unlimited = base, concurrent, unlimited
         self._current = base
@@ -155,6 +158,8 @@ class StatementBudget:
                 self._setting = False
             self._current = wanted
         result = execute(sql, params, many, context)
+        if any(table in text for table in self._bookkeeping):
+            return result
         if not text.lstrip().upper().startswith(READS) and (
             not self._connection.in_atomic_block or not self._connection.features.can_rollback_ddl
         ):
@@ -214,6 +219,7 @@ def statement_lock_timeout(
     *,
     concurrent: float | None = None,
     pooled: bool = False,
+    bookkeeping: tuple[str, ...] = (),
 ) -> Iterator[StatementBudget | TransactionBudget | _NoBudget]:
     """Limit lock waits of the connection's statements for the duration of the block:
     ``seconds`` for every statement, ``concurrent`` for those that let traffic through while
@@ -222,6 +228,7 @@ def statement_lock_timeout(
 
     Set at session level (so that no rollback undoes it), and put back afterwards; with
     ``pooled`` (PostgreSQL behind a transaction pooler), per transaction instead.
+    ``bookkeeping``: the tables of the run's own records, whose writes are no migration's.
     """
     if connection.vendor == "sqlite":
         with _sqlite_waits_for_write_lock(connection, seconds):
@@ -252,7 +259,9 @@ def statement_lock_timeout(
         base = f"{max(1, round(seconds * 1000))}ms" if seconds else previous
         own = f"{max(1, round(concurrent * 1000))}ms" if concurrent else "0"
     _set(connection, base)
-    budget = StatementBudget(connection, base=base, concurrent=own, unlimited=previous)
+    budget = StatementBudget(
+        connection, base=base, concurrent=own, unlimited=previous, bookkeeping=bookkeeping
+    )
     try:
         with connection.execute_wrapper(budget):
             yield budget
