@@ -23,7 +23,7 @@ from django_automigrate.locks import MigrationLock
 from django_automigrate.reporting.runlog import progress_level
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.plan import migration_label
-from django_automigrate.run.timeouts import READS
+from django_automigrate.run.timeouts import is_write
 from django_automigrate.run.transactions import one_transaction, transactional
 
 logger = logging.getLogger("django_automigrate")
@@ -78,7 +78,7 @@ class _WatchedMigrate(django_migrate.Command):
     ) -> Any:
         """A ``connection.execute_wrapper``: counts the writes that succeed."""
         result = execute(sql, params, many, context)
-        if not str(sql).lstrip().upper().startswith(READS):
+        if is_write(sql):
             if context["connection"].in_atomic_block:
                 self.transactional_statements += 1
             else:

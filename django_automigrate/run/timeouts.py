@@ -160,9 +160,7 @@ class StatementBudget:
         result = execute(sql, params, many, context)
         if any(table in text for table in self._bookkeeping):
             return result
-        if not text.lstrip().upper().startswith(READS) and (
-            not self._connection.in_atomic_block or not self._connection.features.can_rollback_ddl
-        ):
+        if keeps_write(self._connection, text):
             self._kept_write = True
         return result
 
@@ -210,6 +208,18 @@ class _NoBudget:
 
 #: How statements that write nothing begin (the applier counts the others as writes).
 READS = ("SELECT", "SHOW", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "PRAGMA", "WITH")
+
+
+def is_write(sql: object) -> bool:
+    return not str(sql).lstrip().upper().startswith(READS)
+
+
+def keeps_write(connection: BaseDatabaseWrapper, sql: object) -> bool:
+    """Whether ``sql``, run just now, wrote something that stays whatever comes next: outside
+    a transaction, or on a backend whose DDL no rollback undoes."""
+    return is_write(sql) and (
+        not connection.in_atomic_block or not connection.features.can_rollback_ddl
+    )
 
 
 @contextlib.contextmanager

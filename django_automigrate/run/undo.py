@@ -30,7 +30,7 @@ from django_automigrate.run.applier import ApplyOutcome
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.history import UNAPPLYING
 from django_automigrate.run.plan import Plan
-from django_automigrate.run.timeouts import READS, RetryPolicy, retrying
+from django_automigrate.run.timeouts import RetryPolicy, keeps_write, retrying
 from django_automigrate.run.transactions import (
     RollBack,
     one_transaction,
@@ -67,9 +67,7 @@ class _KeptWrites:
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
         result = execute(sql, params, many, context)
-        if not str(sql).lstrip().upper().startswith(READS) and (
-            not self._connection.in_atomic_block or not self._connection.features.can_rollback_ddl
-        ):
+        if keeps_write(self._connection, sql):
             self.count += 1
         return result
 
