@@ -6,15 +6,28 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DatabaseResult", "RunResult", "__version__", "migrate", "run_at_startup"]
+__all__ = [
+    "DatabaseResult",
+    "RunResult",
+    "__version__",
+    "contract",
+    "join_fleet",
+    "migrate",
+    "run_at_startup",
+]
 
 if TYPE_CHECKING:
+    from django_automigrate.run.compat import contract
     from django_automigrate.run.runner import DatabaseResult, RunResult, migrate
     from django_automigrate.startup import StartupState
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package (INSTALLED_APPS, settings) loads no Django machinery.
+    if name == "contract":
+        from django_automigrate.run.compat import contract
+
+        return contract
     if name in ("DatabaseResult", "RunResult", "migrate"):
         from django_automigrate.run import runner
 
@@ -35,3 +48,17 @@ def run_at_startup() -> StartupState:
     from django_automigrate import startup
 
     return startup.run_at_startup()
+
+
+def join_fleet(kind: str = "worker") -> bool:
+    """Register this process in the fleet, with a heartbeat, as serving processes do by
+    themselves: for Celery/RQ workers and cron jobs, whose code must be gone too before
+    deferred work runs. One line in the worker's start hook; a no-op when ``FLEET`` is off.
+    Returns whether the process joined."""
+    from django_automigrate.conf import get_settings
+    from django_automigrate.fleet import heartbeat
+
+    if not get_settings().fleet:
+        return False
+    heartbeat.join(kind)
+    return True

@@ -434,6 +434,44 @@ KEYS: tuple[Key, ...] = (
         _env_optional_level,
         "refuse runs whose lock forecast is worse, outside development; None: off",
     ),
+    _derived(
+        Key(
+            "FLEET",
+            AUTO,
+            _bool,
+            _env_bool,
+            "serving processes register their code and a heartbeat; derived when unset",
+        )
+    ),
+    _numeric(
+        "FLEET_HEARTBEAT",
+        15.0,
+        # A member is gone after three missed beats: a second at least (a database round trip
+        # each), an hour at most (a killed process would hold contract steps back for hours).
+        Bounds(1, HOUR),
+        "seconds between a fleet member's heartbeats",
+    ),
+    _derived(
+        Key(
+            "DEFER_INCOMPATIBLE",
+            AUTO,
+            _bool,
+            _env_bool,
+            "defer what older serving code cannot run beside; derived when unset",
+        )
+    ),
+    _numeric(
+        "CONTRACT_GRACE",
+        120.0,
+        Bounds(0, 7 * DAY),
+        "seconds without older code seen before deferred work runs",
+    ),
+    _numeric(
+        "DEFERRED_WARNING_AGE",
+        float(DAY),
+        Bounds(1, 365 * DAY),
+        "seconds deferred work may wait before every heartbeat warns",
+    ),
     Key(
         "MAIL_ADMINS_ON_FAILURE",
         False,
@@ -491,6 +529,21 @@ class AutomigrateSettings:
     rebuild_invalid_indexes: bool = False
     max_lock_impact: str | None = None
     mail_admins_on_failure: bool = False
+    fleet: bool = False
+    fleet_heartbeat: float = 15.0
+    defer_incompatible: bool = False
+    contract_grace: float = 120.0
+    deferred_warning_age: float = float(DAY)
+
+    @property
+    def fleet_expiry(self) -> float:
+        """Seconds after its last heartbeat that a member counts as gone: three missed beats."""
+        return 3 * self.fleet_heartbeat
+
+    @property
+    def effective_contract_grace(self) -> float:
+        """The grace never ends before a silent member could still be alive."""
+        return max(self.contract_grace, self.fleet_expiry)
 
     def aliases(self) -> tuple[str, ...]:
         """The aliases to migrate, in order (``"__all__"`` expanded in ``DATABASES`` order)."""
@@ -599,6 +652,16 @@ def read_settings(
         max_lock_impact=None if environment == "development" else values["MAX_LOCK_IMPACT"],
         statement_lock_retries=values["STATEMENT_LOCK_RETRIES"],
         mail_admins_on_failure=values["MAIL_ADMINS_ON_FAILURE"],
+        # Development applies everything at once, as ``migrate`` does: one process, one code.
+        fleet=(environment != "development") if values["FLEET"] == AUTO else values["FLEET"],
+        fleet_heartbeat=values["FLEET_HEARTBEAT"],
+        defer_incompatible=(
+            (environment != "development")
+            if values["DEFER_INCOMPATIBLE"] == AUTO
+            else values["DEFER_INCOMPATIBLE"]
+        ),
+        contract_grace=values["CONTRACT_GRACE"],
+        deferred_warning_age=values["DEFERRED_WARNING_AGE"],
     )
     problems.extend(_alias_problems(result))
     return result, problems

@@ -11,6 +11,8 @@ class Trigger(models.TextChoices):
     STARTUP = "startup", "startup"
     COMMAND = "command", "command"
     ROLLBACK = "rollback", "rollback"
+    #: The deferred work of earlier runs, once no older code serves (``--contract``).
+    CONTRACT = "contract", "contract"
 
 
 class Status(models.TextChoices):
@@ -86,6 +88,13 @@ class MigrationRun(models.Model):
         blank=True,
         help_text="Lock waits of the run's statements: migration, seconds, blocking sessions.",
     )
+    # null: rows written by code older than this column (a rolling deploy) stay valid.
+    deferred = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Operations applied to Django's state only, their database work deferred "
+        "until no older code serves (or, for a contract run, the ones it did).",
+    )
     error_summary = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     host = models.CharField(max_length=255, blank=True)
@@ -103,3 +112,58 @@ class MigrationRun(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.pk} on {self.database}: {self.status}"
+
+
+class FleetMember(models.Model):
+    """One process serving (or working) with this project's code: what the contract step waits
+    for. Renewed by the process's heartbeat; a process that stops beating is gone."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="host, pid and start time.")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    kind = models.CharField(max_length=50, help_text="web, worker, cron: what the process does.")
+    release = models.CharField(max_length=255, blank=True)
+    graph = models.CharField(max_length=32, help_text="Fingerprint of the migration graph.")
+    leaves = models.JSONField(default=list, help_text="The latest migration of each app.")
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-last_seen", "id")
+        verbose_name = "fleet member"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.host}:{self.pid} ({self.release or self.graph})"
+
+
+class DeferredOperation(models.Model):
+    """An operation applied to Django's migration state whose database work waits for the
+    contract step: the older code still serving would fail without it."""
+
+    database = models.CharField(max_length=100)
+    migration = models.CharField(max_length=255, help_text="app_label.migration_name")
+    operation_index = models.PositiveIntegerField()
+    description = models.CharField(max_length=255)
+    kind = models.CharField(max_length=30, help_text="What is deferred: drop_column, …")
+    deferred_by = models.ForeignKey(
+        MigrationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    deferred_at = models.DateTimeField()
+    contracted_by = models.ForeignKey(
+        MigrationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    contracted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("id",)
+        constraints = (
+            models.UniqueConstraint(
+                fields=("database", "migration", "operation_index"),
+                name="automigrate_deferred_once",
+            ),
+        )
+        verbose_name = "deferred operation"
+
+    def __str__(self) -> str:
+        return f"{self.migration} #{self.operation_index}: {self.description}"

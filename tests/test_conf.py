@@ -46,6 +46,11 @@ def test_defaults() -> None:
         concurrent_statement_lock_timeout=None,
         rebuild_invalid_indexes=False,
         max_lock_impact=None,
+        fleet=True,
+        fleet_heartbeat=15.0,
+        defer_incompatible=True,
+        contract_grace=120.0,
+        deferred_warning_age=86400.0,
     )
 
 
@@ -56,6 +61,7 @@ def test_environment_and_create_database_derive_from_debug() -> None:
     assert conf.environment == "development"
     assert conf.create_database is True
     assert conf.statement_lock_timeout is None  # no traffic to protect in development
+    assert (conf.fleet, conf.defer_incompatible) == (False, False)  # one process, one code
 
 
 @pytest.mark.parametrize(
@@ -399,6 +405,9 @@ def test_every_numeric_key_is_bounded_and_the_flags_share_the_key_bounds() -> No
         "STATEMENT_LOCK_TIMEOUT",
         "CONCURRENT_STATEMENT_LOCK_TIMEOUT",
         "STATEMENT_LOCK_RETRIES",
+        "FLEET_HEARTBEAT",
+        "CONTRACT_GRACE",
+        "DEFERRED_WARNING_AGE",
     ]
     # Every other key's default is no number (so no numeric key lacks bounds).
     assert not [

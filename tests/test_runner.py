@@ -73,6 +73,7 @@ def test_results_serialise_to_plain_json_types() -> None:
                 "half_applied": False,
                 "applied_without_file": [],
                 "traceback": "",
+                "deferred": [],
             }
         ],
     }

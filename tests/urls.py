@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from health_check.views import HealthCheckView
 
 from django_automigrate.reporting.metrics import metrics_view
@@ -26,3 +27,6 @@ urlpatterns = [
     path("health/live/", HealthCheckView.as_view(checks=[])),
     path("metrics/", metrics_view),
 ]
+
+if apps.is_installed("rollapp"):  # the rolling-deploy test's app, release A or B
+    urlpatterns.append(path("roll/", include("rollapp.urls")))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django_automigrate.models import MigrationRun
+from django.utils import timezone
+
+from django_automigrate.conf import AutomigrateSettings
+from django_automigrate.models import FleetMember, MigrationRun
 from django_automigrate.run.runner import (
     DATABASE_MISSING,
     LOCK_TIMEOUT,
@@ -17,6 +21,7 @@ from django_automigrate.run.runner import (
 )
 
 if TYPE_CHECKING:
+    from django_automigrate.run.contract import Waiting
     from django_automigrate.run.dryrun import DatabasePreview
     from django_automigrate.run.forecast import MigrationForecast
 
@@ -30,7 +35,12 @@ def format_result(result: DatabaseResult) -> str:
                 f"waited {result.lock_wait:.1f}s for the lock."
             )
         return f"{alias}: nothing to do, up to date."
-    if result.status in (DATABASE_MISSING, NEEDS_ATTENTION, Outcome.TOO_DISRUPTIVE):
+    if result.status in (
+        DATABASE_MISSING,
+        NEEDS_ATTENTION,
+        Outcome.TOO_DISRUPTIVE,
+        Outcome.INCOMPATIBLE,
+    ):
         return f"{alias}: {result.error}"
     if result.status == NOT_RUN:
         return f"{alias}: not run, because an earlier database failed."
@@ -56,9 +66,21 @@ def format_result(result: DatabaseResult) -> str:
             else ""
         )
         return f"{alias}: failed{where} after {result.duration:.1f}s{run}: {result.error}{kept}"
+    if result.planned and all("#" in label for label in result.planned):
+        return (
+            f"{alias}: contract step: ran {len(result.applied)} deferred operation(s) in "
+            f"{result.duration:.1f}s{run}."
+        )
+    deferred = (
+        f" Deferred until older code is gone: {len(result.deferred)} operation(s) ("
+        + "; ".join(f"{d['migration']} {d['description']}" for d in result.deferred)
+        + ")."
+        if result.deferred
+        else ""
+    )
     return (
         f"{alias}: applied {len(result.applied)} migration(s) in {result.duration:.1f}s "
-        f"(lock wait {result.lock_wait:.1f}s){run}."
+        f"(lock wait {result.lock_wait:.1f}s){run}.{deferred}"
     )
 
 
@@ -175,3 +197,83 @@ def _forecast_lines(forecast: MigrationForecast) -> list[str]:
             )
         lines.append(line)
     return lines
+
+
+def _ago(moment: datetime.datetime) -> str:
+    seconds = max(0.0, (timezone.now() - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def fleet_member_dict(member: FleetMember, conf: AutomigrateSettings) -> dict[str, Any]:
+    from django_automigrate.fleet import registry
+
+    return {
+        "host": member.host,
+        "pid": member.pid,
+        "kind": member.kind,
+        "release": member.release,
+        "graph": member.graph,
+        "leaves": member.leaves,
+        "started_at": member.started_at.isoformat(),
+        "last_seen": member.last_seen.isoformat(),
+        "stopped_at": member.stopped_at.isoformat() if member.stopped_at else None,
+        "live": registry.is_live(member, timezone.now(), conf.fleet_expiry),
+    }
+
+
+def format_fleet(members: dict[str, list[FleetMember]], conf: AutomigrateSettings) -> str:
+    """What is serving, by release and graph, each process with when it was last seen."""
+    from django_automigrate.fleet import registry
+
+    lines = []
+    now = timezone.now()
+    for using, found in members.items():
+        live = [m for m in found if registry.is_live(m, now, conf.fleet_expiry)]
+        lines.append(f"{using}: {len(live)} live process(es), {len(found) - len(live)} gone")
+        groups: dict[tuple[str, str], list[FleetMember]] = {}
+        for member in found:
+            groups.setdefault((member.release, member.graph), []).append(member)
+        for (release, graph), group in groups.items():
+            alive = sum(1 for m in group if registry.is_live(m, now, conf.fleet_expiry))
+            name = f"release {release}" if release else "no release label"
+            lines.append(f"  {name}, graph {graph}: {alive} live of {len(group)}")
+            for member in group:
+                state = (
+                    "live"
+                    if registry.is_live(member, now, conf.fleet_expiry)
+                    else "stopped"
+                    if member.stopped_at
+                    else "gone (no heartbeat)"
+                )
+                lines.append(
+                    f"    {member.kind} {member.host} pid {member.pid}: {state}, "
+                    f"last seen {_ago(member.last_seen)}"
+                )
+    return "\n".join(lines) if lines else "No fleet registered."
+
+
+def format_deferred(found: dict[str, list[Waiting]]) -> str:
+    """The deferred work of each database, and what each operation waits for."""
+    from django_automigrate.run.deferral import describe_members
+
+    lines = []
+    for alias, items in found.items():
+        if not items:
+            lines.append(f"{alias}: no deferred work")
+            continue
+        lines.append(f"{alias}: {len(items)} deferred operation(s):")
+        for item in items:
+            if item.ready:
+                when = "may run now"
+            elif item.older:
+                when = f"waits for {describe_members(item.older)}"
+            else:
+                when = "waits for the grace period"
+            if item.not_before is not None:
+                when += f", not before {item.not_before:%H:%M:%S}"
+            lines.append(f"  {item.label()}: deferred {_ago(item.row.deferred_at)}, {when}")
+    return "\n".join(lines)

@@ -54,8 +54,10 @@ class _WatchedMigrate(django_migrate.Command):
         alias: str,
         on_start: Callable[[str], None],
         on_applied: Callable[[list[str]], None],
+        rewrite: Callable[[Migration], None],
     ) -> None:
         super().__init__()
+        self._rewrite = rewrite
         self._connection = connection
         #: The transaction of ours around the current migration and its record, when open.
         self._transaction: contextlib.ExitStack | None = None
@@ -91,6 +93,9 @@ class _WatchedMigrate(django_migrate.Command):
         if action == "apply_start" and migration is not None:
             # Never apply a migration unprotected: a lost lock stops the run here.
             self._lock.verify()
+            # The executor's own instance, about to be applied: its deferred operations are
+            # wrapped now (run.deferral), on every attempt alike.
+            self._rewrite(migration)
             self._current = migration_label(migration)
             self._current_migration = migration
             self._current_started = time.monotonic()
@@ -159,12 +164,14 @@ def apply_plan(
     on_start: Callable[[str], None] = lambda label: None,
     on_applied: Callable[[list[str]], None] = lambda labels: None,
     app_label: str | None = None,
+    rewrite: Callable[[Migration], None] = lambda migration: None,
 ) -> ApplyOutcome:
     """Run ``migrate`` on ``connection``'s alias (only ``app_label``'s migrations, when given);
     never raises, the outcome holds any error.
 
     ``on_start(label)`` is called before each migration begins, outside its transaction;
-    ``on_applied(labels)`` after each one, with every label applied so far.
+    ``on_applied(labels)`` after each one, with every label applied so far; ``rewrite`` may
+    change the operations of each migration before it is applied (deferred work).
     """
     outcome = ApplyOutcome()
     command = _WatchedMigrate(
@@ -175,6 +182,7 @@ def apply_plan(
         alias=connection.alias,
         on_start=on_start,
         on_applied=on_applied,
+        rewrite=rewrite,
     )
     options: dict[str, Any] = {
         "database": connection.alias,

@@ -81,6 +81,8 @@ class HistoryRecorder:
         #: The lock waits the run's watcher saw (:class:`~django_automigrate.run.blockers.LockWait`
         #: as dicts), written with the outcome.
         self.lock_waits: list[dict[str, object]] = []
+        #: The operations whose database work the run deferred (or, contracting, did).
+        self.deferred: list[dict[str, object]] | None = None
         self.fields = {
             "database": alias,
             "trigger": trigger,
@@ -167,6 +169,8 @@ class HistoryRecorder:
         }
         outcome["in_flight"] = ""
         outcome["lock_waits"] = self.lock_waits
+        if self.deferred is not None:
+            outcome["deferred"] = self.deferred
         try:
             if self.row is not None:
                 for field, value in outcome.items():

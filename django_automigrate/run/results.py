@@ -32,6 +32,9 @@ class Outcome(str, enum.Enum):
     DATABASE_MISSING = "database_missing"
     #: The plan's lock forecast is worse than MAX_LOCK_IMPACT: nothing was applied.
     TOO_DISRUPTIVE = "too_disruptive"
+    #: The plan cannot run beside the older code still serving (a rename, say): nothing was
+    #: applied.
+    INCOMPATIBLE = "incompatible"
     NOT_RUN = "not_run"
 
     def __str__(self) -> str:
@@ -44,8 +47,9 @@ class Outcome(str, enum.Enum):
 
 #: The exit code of each outcome: 0 done or nothing to do, 1 a migration failed or the database
 #: needs a person, 2 a missing database (``CREATE_DATABASE`` off), 3 the lock was not had in time,
-#: 4 a statement timed out waiting for a table lock (``STATEMENT_LOCK_TIMEOUT``), 5 the plan's
-#: lock forecast is worse than ``MAX_LOCK_IMPACT``.
+#: 4 a statement timed out waiting for a table lock (``STATEMENT_LOCK_TIMEOUT``), 5 the plan would
+#: disrupt serving traffic: its lock forecast is worse than ``MAX_LOCK_IMPACT``, or it cannot run
+#: beside the older code still serving.
 _EXIT_CODES = {
     Outcome.NOTHING_TO_DO: 0,
     Outcome.SUCCEEDED: 0,
@@ -57,6 +61,7 @@ _EXIT_CODES = {
     Outcome.LOCK_TIMEOUT: 3,
     Outcome.TIMED_OUT: 4,
     Outcome.TOO_DISRUPTIVE: 5,
+    Outcome.INCOMPATIBLE: 5,
 }
 
 NOTHING_TO_DO = Outcome.NOTHING_TO_DO
@@ -75,8 +80,9 @@ class DatabaseResult:
     alias: str
     #: An :class:`Outcome`: ``nothing_to_do``, ``succeeded``, ``failed``, ``rolled_back``,
     #: ``timed_out``, ``needs_attention``, ``lock_timeout``, ``database_missing`` (and
-    #: ``CREATE_DATABASE`` is off), ``too_disruptive`` (over ``MAX_LOCK_IMPACT``) or
-    #: ``not_run`` (an earlier database failed, so this one was left alone).
+    #: ``CREATE_DATABASE`` is off), ``too_disruptive`` (over ``MAX_LOCK_IMPACT``),
+    #: ``incompatible`` (it cannot run beside the older code serving) or ``not_run`` (an
+    #: earlier database failed, so this one was left alone).
     status: str
     planned: list[str] = dataclasses.field(default_factory=list)
     applied: list[str] = dataclasses.field(default_factory=list)
@@ -100,6 +106,9 @@ class DatabaseResult:
     applied_without_file: list[str] = dataclasses.field(default_factory=list)
     #: The failing migration's traceback (Python's format, ending where it raised); "" if none.
     traceback: str = ""
+    #: Operations applied to Django's state whose database work waits for the older code to
+    #: go (``migration``, ``operation``, ``description``, ``kind``, ``reason``).
+    deferred: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

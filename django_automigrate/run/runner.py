@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from django_automigrate.run.results import (
     Outcome,
     RunResult,
 )
-from django_automigrate.run.session import ApplyPending, DatabaseRun, RunOptions
+from django_automigrate.run.session import ApplyPending, DatabaseRun, RunOptions, Work
 
 __all__ = [
     "DATABASE_MISSING",
@@ -38,6 +38,7 @@ __all__ = [
     "DatabaseResult",
     "Outcome",
     "RunResult",
+    "contract",
     "migrate",
     "resolve_aliases",
 ]
@@ -66,6 +67,7 @@ def migrate(
     stdout: TextIO | None = None,
     verbosity: int = 1,
     max_lock_impact: str | None = None,
+    defer: bool | None = None,
 ) -> RunResult:
     """Bring ``databases`` (default: the ``DATABASES`` setting) up to date, one after another.
 
@@ -82,6 +84,8 @@ def migrate(
 
     ``max_lock_impact`` replaces the ``MAX_LOCK_IMPACT`` setting for this run (in any
     environment): a plan whose lock forecast is worse is refused with ``too_disruptive``.
+
+    ``defer`` replaces ``DEFER_INCOMPATIBLE``: False applies everything now, beside older code.
     """
     conf = get_settings()
     if max_lock_impact is not None:
@@ -91,6 +95,8 @@ def migrate(
                 f"{', '.join(LOCK_IMPACT_LEVELS)}."
             )
         conf = dataclasses.replace(conf, max_lock_impact=max_lock_impact)
+    if defer is not None:
+        conf = dataclasses.replace(conf, defer_incompatible=defer)
     aliases = resolve_aliases(databases, conf)
     if lock_timeout is not None and not 0 <= lock_timeout < float("inf"):
         raise ConfigurationError(
@@ -105,16 +111,48 @@ def migrate(
         verbosity=verbosity,
         create_database=conf.create_database if create_database is None else create_database,
     )
+    return _each(aliases, options, lambda: ApplyPending(options.trigger, conf))
+
+
+def contract(
+    databases: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    use_lock: bool | None = None,
+    lock_timeout: float | None = None,
+    verbosity: int = 1,
+) -> RunResult:
+    """Run the deferred work of earlier runs that may run now: every operation whose older
+    code has not been seen for ``CONTRACT_GRACE`` (every one, with ``force``). The same run
+    session as :func:`migrate`, recorded with the trigger ``contract``."""
+    from django_automigrate.run.contract import ContractDeferred
+
+    conf = get_settings()
+    aliases = resolve_aliases(databases, conf)
+    options = RunOptions(
+        conf=conf,
+        trigger=str(Trigger.CONTRACT),
+        use_lock=conf.use_lock if use_lock is None else use_lock,
+        lock_timeout=conf.lock_timeout if lock_timeout is None else lock_timeout,
+        stdout=io.StringIO(),
+        verbosity=verbosity,
+        create_database=False,
+    )
+    return _each(aliases, options, lambda: ContractDeferred(conf, force=force))
+
+
+def _each(aliases: Sequence[str], options: RunOptions, work: Callable[[], Work]) -> RunResult:
+    """One session per database, in order; a failure leaves the ones after it ``not_run``."""
     # Every lock is chosen before any database is touched: a backend without a lock is a
     # configuration error, reported before the first migration rather than halfway.
     locks = {
-        alias: lock_for(connections[alias], conf, use_lock=options.use_lock) for alias in aliases
+        alias: lock_for(connections[alias], options.conf, use_lock=options.use_lock)
+        for alias in aliases
     }
     results: list[DatabaseResult] = []
     for alias in aliases:
         if any(r.exit_code for r in results):
             results.append(DatabaseResult(alias=alias, status=Outcome.NOT_RUN))
             continue
-        session = DatabaseRun(alias, locks[alias], ApplyPending(options.trigger, conf), options)
-        results.append(session.run())
+        results.append(DatabaseRun(alias, locks[alias], work(), options).run())
     return RunResult(results)

@@ -35,7 +35,7 @@ from django_automigrate.locks.base import NoLongerNeeded, close_unless_in_transa
 from django_automigrate.models import MigrationRun, Status, Trigger, rollback_summary
 from django_automigrate.reporting import events
 from django_automigrate.reporting.runlog import log_summary, wait_logger
-from django_automigrate.run import uptodate
+from django_automigrate.run import deferral, uptodate
 from django_automigrate.run.blockers import Session, blocked_by
 from django_automigrate.run.database import ensure_database
 from django_automigrate.run.history import (
@@ -546,6 +546,21 @@ class ApplyPending(Work):
             over[0].migration,
         )
 
+    def _judge(self, session: DatabaseRun) -> deferral.Judgement | None:
+        """Which operations wait for the older code serving (None: every one runs now)."""
+        if not (self.conf.defer_incompatible and self.conf.history) or not self._plan:
+            return None
+        if self.trigger not in (Trigger.STARTUP, Trigger.COMMAND):
+            return None
+        from django.db.migrations.loader import MigrationLoader
+
+        from django_automigrate.run.sqlplan import applied_state
+
+        start = applied_state(MigrationLoader(session.connection))
+        return deferral.judge(
+            session.connection, self._plan, expiry=self.conf.fleet_expiry, start=start
+        )
+
     @staticmethod
     def _refused(
         session: DatabaseRun, recorder: HistoryRecorder, outcome: Outcome, error: str, at: str
@@ -578,6 +593,25 @@ class ApplyPending(Work):
         connection, options, conf = session.connection, session.options, self.conf
         if (over := self._over_the_limit(session)) is not None:
             return self._refused(session, recorder, *over)
+        judgement = self._judge(session)
+        if judgement is not None and (refusal := judgement.refusal(session.alias)) is not None:
+            at = (judgement.refused or judgement.deferred)[0].migration
+            return self._refused(session, recorder, Outcome.INCOMPATIBLE, refusal, at)
+        rewrite = deferral.Rewriter(
+            connection.alias, judgement, recorder.row.pk if recorder.row is not None else None
+        )
+
+        if judgement is not None and judgement.deferred:
+            recorder.deferred = [j.to_dict() for j in judgement.deferred]
+            logger.warning(
+                "automigrate: %s: deferring %d operation(s) while %s serves: %s. They run once "
+                "that code is gone (or with 'manage.py automigrate --contract').",
+                connection.alias,
+                len(judgement.deferred),
+                judgement.serving(),
+                "; ".join(f"{j.migration} {j.verdict.reason}" for j in judgement.deferred),
+                extra={"database": connection.alias},
+            )
         # Behind a transaction pooler the run's server session changes from one transaction
         # to the next: the blockers of the one it started on would be someone else's.
         watch = LockWaitWatch(connection, lambda: recorder.current, enabled=not _pooled(conf))
@@ -631,6 +665,7 @@ class ApplyPending(Work):
                         log_details=conf.log_details,
                         on_start=starting,
                         on_applied=recorder.applied,
+                        rewrite=rewrite,
                     ),
                     rollback_on_failure=conf.rollback_on_failure,
                     lock=session.lock,
@@ -667,6 +702,7 @@ class ApplyPending(Work):
                 planned=recorder.fields["planned"],
                 applied=own + outcome.applied,
                 run_id=run_id,
+                deferred=recorder.deferred or [],
             )
         assert outcome.error is not None
         status = undo.status

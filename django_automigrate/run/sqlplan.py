@@ -48,7 +48,7 @@ def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
     # start from every applied migration, as the executor's does: the plan's ancestors alone
     # would miss the models of other apps that point at a changed one (their foreign keys are
     # altered too when its primary key changes type).
-    models_state = _applied_state(loader)
+    models_state = applied_state(loader)
     sql_state = models_state.clone()
     result = []
     for migration in forwards:
@@ -71,7 +71,7 @@ def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
     return result
 
 
-def _applied_state(loader: MigrationLoader) -> ProjectState:
+def applied_state(loader: MigrationLoader) -> ProjectState:
     """The project state the applied migrations leave (what the executor starts from)."""
     applied = [key for key in loader.graph.nodes if key in loader.applied_migrations]
     if not applied:

@@ -25,7 +25,7 @@ from django.db.migrations.operations.base import Operation
 from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
 from django_automigrate.exceptions import LockLost
 from django_automigrate.locks import MigrationLock
-from django_automigrate.run import indexes
+from django_automigrate.run import deferral, indexes
 from django_automigrate.run.applier import ApplyOutcome
 from django_automigrate.run.failures import failing_operation
 from django_automigrate.run.history import UNAPPLYING
@@ -109,6 +109,8 @@ def reverse(
             )
             return outcome
         on_start(UNAPPLYING + label)
+        # Operations whose database work is still deferred are reversed as they were applied.
+        deferral.rewrite_for_reverse(connection, migration)
         # Django removes a migration's record after committing its reversal: in a transaction
         # of ours, the two commit together, so a kill between them leaves no doubt.
         step = (

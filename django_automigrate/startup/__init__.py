@@ -36,9 +36,16 @@ from django.utils import timezone
 
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.exceptions import AutomigrateError, StartupFailed
+from django_automigrate.fleet import heartbeat
 from django_automigrate.models import Trigger
 from django_automigrate.startup import hook
-from django_automigrate.startup.gating import RUNSERVER_COMMANDS, Decision, Process, decide
+from django_automigrate.startup.gating import (
+    RUNSERVER_COMMANDS,
+    Decision,
+    Process,
+    decide,
+    joins_fleet,
+)
 
 logger = logging.getLogger("django_automigrate")
 
@@ -94,6 +101,9 @@ def on_ready() -> Decision | None:
     """
     global _hooked
     decided = _decide(explicit=False)
+    if decided is not None and joins_fleet(decided[0], Process.current()):
+        # After the startup run, if any: it may create the fleet's table.
+        heartbeat.join("web", after=_finished)
     if decided is None or not decided[1].run:
         _finished.set()
         return decided[1] if decided else None

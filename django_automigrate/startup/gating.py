@@ -140,6 +140,18 @@ def decide(conf: AutomigrateSettings, process: Process, *, explicit: bool = Fals
     return Decision(True, f"{where}, environment {conf.environment}, mode {conf.mode}")
 
 
+def joins_fleet(conf: AutomigrateSettings, process: Process) -> bool:
+    """Whether this process registers in the fleet by itself: a serving process (what
+    ``ON_STARTUP = "auto"`` calls one), whatever its startup run does. Workers and jobs join
+    by calling :func:`django_automigrate.join_fleet`."""
+    if not conf.fleet or process.under_pytest:
+        return False
+    command = process.command
+    if command in RUNSERVER_COMMANDS:
+        return process.is_runserver_child
+    return command is None and process.server is not None
+
+
 def _management_argv() -> list[str] | None:
     """The argv of a ``ManagementUtility.execute()`` running further up this thread's stack.
 

@@ -33,7 +33,14 @@ from django_automigrate.conf import (
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
 from django_automigrate.locks.base import close_unless_in_transaction
 from django_automigrate.models import MigrationRun, Trigger
-from django_automigrate.reporting.output import format_dry_run, format_history, format_result
+from django_automigrate.reporting.output import (
+    fleet_member_dict,
+    format_deferred,
+    format_dry_run,
+    format_fleet,
+    format_history,
+    format_result,
+)
 from django_automigrate.reporting.runlog import printed_by_command
 from django_automigrate.run import runner
 from django_automigrate.run.database import database_exists
@@ -137,6 +144,24 @@ class Command(BaseCommand):
             metavar="N",
             help=f"Show the last N recorded runs (default {DEFAULT_HISTORY_COUNT}).",
         )
+        mode.add_argument(
+            "--contract",
+            action="store_true",
+            help="Run the deferred work of earlier runs now, under the lock, without waiting "
+            "for older code to go (it may still be serving: check --fleet first).",
+        )
+        mode.add_argument(
+            "--fleet",
+            action="store_true",
+            help="List the processes registered in the fleet, by release and migration graph, "
+            "and when each was last seen.",
+        )
+        parser.add_argument(
+            "--no-defer",
+            action="store_true",
+            help="Apply every operation now, even those older serving code cannot run beside "
+            "(DEFER_INCOMPATIBLE off for this run).",
+        )
         parser.add_argument(
             "--max-lock-impact",
             choices=LOCK_IMPACT_LEVELS,
@@ -190,6 +215,9 @@ class Command(BaseCommand):
         interactive: bool = True,
         skip_checks: bool = False,
         max_lock_impact: str | None = None,
+        contract: bool = False,
+        fleet: bool = False,
+        no_defer: bool = False,
         **django_options: Any,
     ) -> Report:
         try:
@@ -198,7 +226,12 @@ class Command(BaseCommand):
             # The system checks guard what a run writes: a run or --check that finds every
             # database up to date writes nothing, so it skips them (they cost more than the
             # rest of such a run). --dry-run, --rollback and the rest always run them.
-            other_mode = dry_run or any(v is not None for v in (rollback, history, mark_fixed))
+            other_mode = (
+                dry_run
+                or contract
+                or fleet
+                or any(v is not None for v in (rollback, history, mark_fixed))
+            )
             if not skip_checks and (other_mode or not _up_to_date(aliases)):
                 self._system_checks(aliases)
         except (ConfigurationError, SystemCheckError) as exc:
@@ -211,6 +244,25 @@ class Command(BaseCommand):
             rollback is not None or check or history is not None or mark_fixed is not None
         ):
             raise _Refused("--max-lock-impact combines only with a run or its --dry-run.", 2)
+        if no_defer and (
+            check
+            or fleet
+            or contract
+            or rollback is not None
+            or history is not None
+            or mark_fixed is not None
+        ):
+            raise _Refused("--no-defer combines only with a run or its --dry-run.", 2)
+        if fleet:
+            return self._fleet(aliases, conf)
+        if contract:
+            return self._contract(
+                aliases,
+                dry_run=dry_run,
+                use_lock=not no_lock,
+                lock_timeout=lock_timeout,
+                verbosity=verbosity,
+            )
         if rollback is not None:
             return self._rollback(
                 rollback or None,
@@ -224,6 +276,8 @@ class Command(BaseCommand):
         if check:
             return self._check(aliases)
         if dry_run:
+            if no_defer:
+                conf = dataclasses.replace(conf, defer_incompatible=False)
             return self._dry_run(aliases, conf, max_lock_impact or conf.max_lock_impact)
         if mark_fixed is not None:
             return self._mark_fixed(mark_fixed, aliases)
@@ -235,6 +289,7 @@ class Command(BaseCommand):
             lock_timeout=lock_timeout,
             verbosity=verbosity,
             max_lock_impact=max_lock_impact,
+            defer=False if no_defer else None,
         )
 
     def _system_checks(self, aliases: list[str]) -> None:
@@ -261,6 +316,7 @@ class Command(BaseCommand):
         lock_timeout: float | None,
         verbosity: int,
         max_lock_impact: str | None,
+        defer: bool | None,
     ) -> Report:
         # The raw stream: migrate wraps what it is given in an OutputWrapper of its own.
         django_output: TextIO = (
@@ -281,11 +337,15 @@ class Command(BaseCommand):
                     stdout=django_output,
                     verbosity=verbosity,
                     max_lock_impact=max_lock_impact,
+                    defer=defer,
                 )
         except ConfigurationError as exc:
             raise _Refused(str(exc), 2) from exc
+        return self._results("run", result, verbosity)
+
+    def _results(self, command: str, result: runner.RunResult, verbosity: int) -> Report:
         if self.json:
-            return Report(result.exit_code, {"command": "run", **result.to_dict()})
+            return Report(result.exit_code, {"command": command, **result.to_dict()})
         for database in result.databases:
             line = format_result(database)
             if database.exit_code:
@@ -294,6 +354,53 @@ class Command(BaseCommand):
             elif verbosity:
                 self.stdout.write(line)
         return Report(result.exit_code)  # each failure was written above, once
+
+    def _contract(
+        self,
+        aliases: list[str],
+        *,
+        dry_run: bool,
+        use_lock: bool,
+        lock_timeout: float | None,
+        verbosity: int,
+    ) -> Report:
+        from django_automigrate.run import contract
+
+        if dry_run:
+            conf = get_settings()
+            found = {alias: contract.waiting(alias, conf) for alias in aliases}
+            if self.json:
+                document = {a: [w.to_dict() for w in items] for a, items in found.items()}
+                return Report(0, {"command": "contract-dry-run", "deferred": document})
+            self.stdout.write(format_deferred(found))
+            return Report()
+        result = runner.contract(
+            aliases, force=True, use_lock=use_lock, lock_timeout=lock_timeout, verbosity=verbosity
+        )
+        return self._results("contract", result, verbosity)
+
+    def _fleet(self, aliases: list[str], conf: AutomigrateSettings) -> Report:
+        from django_automigrate.fleet import registry
+        from django_automigrate.fleet.heartbeat import _places
+
+        places = _places(dataclasses.replace(conf, databases=tuple(aliases)))
+        members = {}
+        for using in places:
+            try:
+                members[using] = registry.members(using) if registry.table_exists(using) else []
+            except Error as exc:
+                raise _Refused(f"Cannot read the fleet on {using!r}: {exc}", 1) from exc
+        if self.json:
+            document = {
+                "expiry": conf.fleet_expiry,
+                "fleets": {
+                    using: [fleet_member_dict(m, conf) for m in found]
+                    for using, found in members.items()
+                },
+            }
+            return Report(0, {"command": "fleet", **document})
+        self.stdout.write(format_fleet(members, conf))
+        return Report()
 
     def _check(self, aliases: list[str]) -> Report:
         pending: dict[str, list[str]] = {}
