@@ -22,11 +22,26 @@ from typing import Any
 import pytest
 
 from tests.servers import FreshDatabase, Server
-from tests.utils import REPO, free_port, get, run_command, start_server, stop, wait_for
+from tests.utils import (
+    REPO,
+    Result,
+    finish,
+    free_port,
+    get,
+    start_command,
+    start_server,
+    stop,
+    wait_for,
+)
 
 RELEASES = REPO / "tests" / "rolling"
 #: Traffic rounds (write, read, delete on every server still in rotation) at each stage.
 ROUNDS = 15
+
+
+def run_release(url: str, release: str, *args: str, **extra: str) -> Result:
+    """``python -m django ARGS`` with release ``release``'s code."""
+    return finish(start_command(url, *args, **release_env(release, **extra)))
 
 
 def release_env(release: str, **extra: str) -> dict[str, str]:
@@ -101,9 +116,7 @@ class Traffic(threading.Thread):
 
 
 def fleet(database: FreshDatabase, release: str) -> list[dict[str, Any]]:
-    result = run_command(
-        database.url, "automigrate", "--fleet", "--format", "json", **release_env(release)
-    )
+    result = run_release(database.url, release, "automigrate", "--fleet", "--format", "json")
     assert result.returncode == 0, result.err
     members: list[dict[str, Any]] = result.json()["fleets"]["default"]
     return members
@@ -137,7 +150,7 @@ def serve(database: FreshDatabase, release: str, **extra: str) -> tuple[subproce
 
 def rolling_deploy(database: FreshDatabase, **b_settings: str) -> tuple[Traffic, list[str]]:
     """Release A on two gunicorn servers, B started beside them, A stopped one by one."""
-    migrated = run_command(database.url, "automigrate", **release_env("a"))
+    migrated = run_release(database.url, "a", "automigrate")
     assert migrated.returncode == 0, migrated.err
     logs: list[str] = []
     traffic = Traffic()
@@ -179,7 +192,7 @@ def test_a_rolling_deploy_answers_no_errors_and_contracts_once_the_old_release_i
     traffic, logs = rolling_deploy(database)
     plain = server.create_database()
     try:
-        made = run_command(plain.url, "migrate", **release_env("b"))
+        made = run_release(plain.url, "b", "migrate")
         assert made.returncode == 0, made.err
         expected = plain.schema_dump()
     finally:
@@ -187,7 +200,8 @@ def test_a_rolling_deploy_answers_no_errors_and_contracts_once_the_old_release_i
 
     assert traffic.server_errors() == 0, (traffic.failures[:3], errors_in(logs))
     assert not traffic.failures, traffic.failures[:10]
-    assert traffic.answers[("A1", 200)] and traffic.answers[("B", 200)]
+    assert traffic.answers[("A1", 200)]
+    assert traffic.answers[("B", 200)]
     runs = database.history_rows()
     deferring = [r for r in runs if r["trigger"] == "startup" and r["applied"]]
     assert [json.loads(r["applied"]) if isinstance(r["applied"], str) else r["applied"]
