@@ -34,6 +34,8 @@ from tests.utils import (
     wait_for,
 )
 
+pytestmark = pytest.mark.servers  # gunicorn processes: run once, on the newest Django
+
 RELEASES = REPO / "tests" / "rolling"
 #: Traffic rounds (write, read, delete on every server still in rotation) at each stage.
 ROUNDS = 15

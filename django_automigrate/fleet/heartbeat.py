@@ -39,7 +39,8 @@ class Heartbeat:
         self._after = after
         self._stop = threading.Event()
         self._beats = 0
-        self._warned: set[int] = set()
+        #: Set once a beat has renewed this process's row everywhere: it is registered.
+        self.registered = threading.Event()
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -80,6 +81,7 @@ class Heartbeat:
     def beat(self, conf: AutomigrateSettings) -> None:
         """One beat: renew the row; run the contract step when it may run."""
         self._beats += 1
+        beaten = True
         for using in _places(conf):
             try:
                 registry.beat(self.identity, using)
@@ -87,7 +89,10 @@ class Heartbeat:
                     registry.prune(using)
             except Error as exc:
                 # The table is missing until the app's migrations are applied.
+                beaten = False
                 logger.debug("automigrate: fleet: no beat on %s: %s", using, exc)
+        if beaten:
+            self.registered.set()
         if conf.defer_incompatible:
             self._contract_when_ready(conf)
 
