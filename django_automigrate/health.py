@@ -33,3 +33,9 @@ class Migrations(HealthCheck):  # type: ignore[misc]
         reasons = [status.reason for status in statuses if not status.healthy]
         if reasons:
             raise ServiceUnavailable("; ".join(reasons))
+        # Healthy with deferred work waiting (a rolling deploy): normal, and said so.
+        self._note = "; ".join(status.reason for status in statuses if status.reason)
+
+    def pretty_status(self) -> str:
+        note: str = getattr(self, "_note", "")
+        return f"OK: {note}" if note else "OK"

@@ -89,7 +89,7 @@ def database_status(alias: str) -> DatabaseStatus:
             pending = _pending(alias)
             metrics.set_pending(alias, len(pending))
             if not pending:
-                return DatabaseStatus(alias, True)
+                return DatabaseStatus(alias, True, _deferred(alias))
             return DatabaseStatus(alias, False, _why_pending(alias, pending), pending)
     except PlanError as exc:
         return DatabaseStatus(alias, False, f"cannot plan migrations on {alias}: {exc.kind}")
@@ -110,6 +110,21 @@ def database_status(alias: str) -> DatabaseStatus:
         return DatabaseStatus(
             alias, False, f"cannot plan migrations on {alias} ({type(exc).__name__})"
         )
+
+
+def _deferred(alias: str) -> str:
+    """Healthy, and deferred work waits: normal during a rolling deploy, said in the reason."""
+    from django_automigrate.run.deferral import pending, waited_since
+
+    rows = pending(alias)
+    oldest = max((waited_since(row).total_seconds() for row in rows), default=0.0)
+    metrics.set_deferred(alias, len(rows), oldest)
+    if not rows:
+        return ""
+    return (
+        f"{len(rows)} deferred operation(s) on {alias} wait for older code to go "
+        f"(since {_clock(min(row.deferred_at for row in rows))})"
+    )
 
 
 @contextmanager

@@ -13,16 +13,22 @@ from typing import Any
 import pytest
 
 from tests.servers import FreshDatabase
-from tests.utils import REPO, child_env, run_command
+from tests.utils import REPO, child_env, finish, start_command
 
 pytestmark = pytest.mark.servers  # real processes by the dozen: run once, on the newest Django
 
 MEMBERS = 64
-PRODUCTION = {"AUTOMIGRATE_ENVIRONMENT": "production", "AUTOMIGRATE_FLEET_HEARTBEAT": "2"}
+
+
+def production() -> dict[str, str]:
+    """Production settings (the fleet is on there), with a two-second heartbeat."""
+    return {"AUTOMIGRATE_ENVIRONMENT": "production", "AUTOMIGRATE_FLEET_HEARTBEAT": "2"}
 
 
 def fleet(database: FreshDatabase) -> list[dict[str, Any]]:
-    result = run_command(database.url, "automigrate", "--fleet", "--format", "json", **PRODUCTION)
+    result = finish(
+        start_command(database.url, "automigrate", "--fleet", "--format", "json", **production())
+    )
     assert result.returncode == 0, result.err
     members: list[dict[str, Any]] = result.json()["fleets"]["default"]
     return members
@@ -40,7 +46,9 @@ def wait_until(database: FreshDatabase, condition: Any, deadline: float = 90) ->
 
 @pytest.mark.parametrize("server", ["postgresql", "mysql", "sqlite"], indirect=True)
 def test_sixty_four_processes_register_beat_expire_and_stop(database: FreshDatabase) -> None:
-    migrated = run_command(database.url, "automigrate", AUTOMIGRATE_CREATE_DATABASE="true")
+    migrated = finish(
+        start_command(database.url, "automigrate", AUTOMIGRATE_CREATE_DATABASE="true")
+    )
     assert migrated.returncode == 0, migrated.err
     members = []
     try:
@@ -54,7 +62,7 @@ def test_sixty_four_processes_register_beat_expire_and_stop(database: FreshDatab
                         database.url,
                         AUTOMIGRATE_RELEASE=release,
                         AUTOMIGRATE_TEST_LOG_LEVEL="WARNING",
-                        **PRODUCTION,
+                        **production(),
                     ),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -77,7 +85,7 @@ def test_sixty_four_processes_register_beat_expire_and_stop(database: FreshDatab
         for member in stopped:
             member.communicate("", timeout=60)
         after = wait_until(database, lambda found: not any(m["live"] for m in found))
-        listing = run_command(database.url, "automigrate", "--fleet", **PRODUCTION)
+        listing = finish(start_command(database.url, "automigrate", "--fleet", **production()))
     finally:
         for member in members:
             if member.poll() is None:

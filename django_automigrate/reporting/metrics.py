@@ -80,6 +80,18 @@ def _create() -> None:
             labels,
             multiprocess_mode="mostrecent",
         ),
+        deferred=prometheus_client.Gauge(
+            "automigrate_deferred_operations",
+            "Operations whose database work waits for the older code to go, as last seen.",
+            labels,
+            multiprocess_mode="mostrecent",
+        ),
+        deferred_age=prometheus_client.Gauge(
+            "automigrate_deferred_oldest_seconds",
+            "Seconds the oldest deferred operation has waited (0 when none waits).",
+            labels,
+            multiprocess_mode="mostrecent",
+        ),
         last_success=prometheus_client.Gauge(
             "automigrate_last_success_timestamp_seconds",
             "Unix time at which the last run that applied migrations succeeded (not --rollback).",
@@ -142,6 +154,13 @@ def record_run(
 def set_pending(alias: str, count: int) -> None:
     if prometheus_client is not None:
         _get("pending").labels(alias).set(count)
+
+
+@_never_raises
+def set_deferred(alias: str, count: int, oldest_seconds: float) -> None:
+    if prometheus_client is not None:
+        _get("deferred").labels(alias).set(count)
+        _get("deferred_age").labels(alias).set(oldest_seconds)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
