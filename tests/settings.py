@@ -101,8 +101,6 @@ LOGGING = {
     # DEBUG by default: the tests read decisions ("skipped at startup", "nothing to do") that
     # the product logs at DEBUG; AUTOMIGRATE_TEST_LOG_LEVEL=INFO is what the docs recommend.
     "loggers": {
-        # A server's 500 answers, with their tracebacks, where the tests read a server's stderr.
-        "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         "django_automigrate": {
             "handlers": ["stderr"],
             "level": env.str("AUTOMIGRATE_TEST_LOG_LEVEL", default="DEBUG"),

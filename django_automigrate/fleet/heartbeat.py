@@ -107,9 +107,9 @@ class Heartbeat:
             if not any(w.ready for w in found):
                 continue
             # Without waiting for the lock: whoever holds it is migrating or contracting.
-            result = runner.contract([alias], lock_timeout=0, verbosity=0)
+            result = runner.contract([alias], lock_timeout=0, verbosity=0, background=True)
             for database in result.databases:
-                if database.exit_code and database.status != "lock_timeout":
+                if database.exit_code:
                     logger.error(
                         "automigrate: %s: the contract step failed: %s",
                         alias,

@@ -142,6 +142,17 @@ def format_dry_run(previews: Sequence[DatabasePreview]) -> str:
                 f"  would record squashed migration {squash} "
                 "(already applied through the migrations it replaces)"
             )
+        if preview.incompatible:
+            lines.append(f"  a run would refuse: {preview.incompatible}")
+        elif preview.deferred:
+            lines.append(
+                f"  {len(preview.deferred)} operation(s) would be deferred while "
+                f"{preview.waiting_for} serves:"
+            )
+            lines.extend(
+                f"    {item['migration']} #{item['operation']}: {item['reason']}"
+                for item in preview.deferred
+            )
         for number, migration in enumerate(preview.migrations, start=1):
             lines.append(f"  {number}. {migration.migration}")
             lines.extend(f"     - {operation}" for operation in migration.operations)

@@ -102,9 +102,10 @@ class ContractDeferred(Work):
     trigger = str(Trigger.CONTRACT)
     lists_own_migrations = False
 
-    def __init__(self, conf: AutomigrateSettings, *, force: bool) -> None:
+    def __init__(self, conf: AutomigrateSettings, *, force: bool, background: bool = False) -> None:
         self.conf = conf
         self.force = force
+        self.yields_to_holder = background
         self.rows: list[DeferredOperation] = []
 
     def plan(self, connection: BaseDatabaseWrapper, *, before_lock: bool) -> list[str] | None:

@@ -70,6 +70,10 @@ class DatabasePreview:
     lock_usable: bool = True
     #: Whether a run may create the missing database (CREATE_DATABASE); not part of the JSON.
     may_create: bool = False
+    #: What a run would defer while older code serves, why it would refuse, and for whom.
+    deferred: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    incompatible: str = ""
+    waiting_for: str = ""
 
     @property
     def warning_count(self) -> int:
@@ -84,6 +88,9 @@ class DatabasePreview:
             "lock_holder": self.lock_holder,
             "migrations": [m.to_dict() for m in self.migrations],
             "unrecorded_squashes": self.unrecorded_squashes,
+            "deferred": self.deferred,
+            "incompatible": self.incompatible,
+            "waiting_for": self.waiting_for,
             "error": self.error,
             "summary": {"migrations": len(self.migrations), "warnings": self.warning_count},
         }
@@ -127,11 +134,30 @@ def _preview_database(
         result.migrations = _previews(
             connection, run_order(pending.plan, history=conf.history), conf
         )
+        if conf.defer_incompatible and conf.history and pending.plan:
+            _judge(connection, pending.plan, conf, result)
     except (AutomigrateError, Error, ImproperlyConfigured) as exc:
         result.error = str(exc)
     finally:
         lock.release()  # holds nothing: closes the connection it used to ask
     return result
+
+
+def _judge(
+    connection: BaseDatabaseWrapper, plan: Plan, conf: AutomigrateSettings, result: DatabasePreview
+) -> None:
+    """What a run would defer or refuse beside the older code serving now (run.deferral)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    from django_automigrate.run import deferral
+    from django_automigrate.run.sqlplan import applied_state
+
+    start = applied_state(MigrationLoader(connection))
+    judgement = deferral.judge(connection, plan, expiry=conf.fleet_expiry, start=start)
+    result.deferred = [judged.to_dict() for judged in judgement.deferred]
+    result.incompatible = judgement.refusal(connection.alias) or ""
+    if judgement.waiting_for:
+        result.waiting_for = judgement.serving()
 
 
 def _previews(

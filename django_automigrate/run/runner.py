@@ -121,10 +121,12 @@ def contract(
     use_lock: bool | None = None,
     lock_timeout: float | None = None,
     verbosity: int = 1,
+    background: bool = False,
 ) -> RunResult:
     """Run the deferred work of earlier runs that may run now: every operation whose older
     code has not been seen for ``CONTRACT_GRACE`` (every one, with ``force``). The same run
-    session as :func:`migrate`, recorded with the trigger ``contract``."""
+    session as :func:`migrate`, recorded with the trigger ``contract``. ``background``: a
+    heartbeat's try, which a lock held elsewhere turns into "nothing to do"."""
     from django_automigrate.run.contract import ContractDeferred
 
     conf = get_settings()
@@ -138,7 +140,9 @@ def contract(
         verbosity=verbosity,
         create_database=False,
     )
-    return _each(aliases, options, lambda: ContractDeferred(conf, force=force))
+    return _each(
+        aliases, options, lambda: ContractDeferred(conf, force=force, background=background)
+    )
 
 
 def _each(aliases: Sequence[str], options: RunOptions, work: Callable[[], Work]) -> RunResult:

@@ -95,6 +95,9 @@ class Work(abc.ABC):
     reports_unstarted = True
     #: Whether the history's own migrations, applied first, are listed as planned and applied.
     lists_own_migrations = True
+    #: Whether a lock held by another process means "nothing to do" (background work that the
+    #: next heartbeat tries again) rather than a lock timeout.
+    yields_to_holder = False
     #: Applied migrations without a file, as the last plan found them.
     applied_without_file: list[str] = []  # replaced by each plan, never mutated
 
@@ -242,6 +245,9 @@ class DatabaseRun:
             ) from done
         except LockTimeout as exc:
             self.lock.release()
+            if self.work.yields_to_holder:
+                # Whoever holds the lock is migrating or doing this very work: not a failure.
+                raise _Stop(self.result(Outcome.NOTHING_TO_DO, lock_wait=exc.waited)) from exc
             planned = planned or self._listed()
             raise _Stop(
                 self.result(

@@ -424,10 +424,18 @@ class Command(BaseCommand):
                     warnings.append(applied_without_file_warning(alias, work))
             except (AutomigrateError, Error) as exc:
                 raise _Refused(f"Cannot read the migration state of {alias!r}: {exc}", 1) from exc
+        from django_automigrate.run.deferral import pending as deferred_work
+
+        deferred = {
+            alias: [f"{row.migration} #{row.operation_index}" for row in deferred_work(alias)]
+            for alias in aliases
+            if alias not in missing
+        }
         exit_code = 1 if any(pending.values()) else 0
         if self.json:
             document = {
                 "pending": pending,
+                "deferred": deferred,
                 "missing_databases": missing,
                 "applied_without_file": without_file,
                 "ok": not exit_code,
@@ -443,6 +451,12 @@ class Command(BaseCommand):
                 self.stdout.write("\n".join(f"  {label}" for label in labels))
             else:
                 self.stdout.write(f"{alias}: up to date")
+            if deferred.get(alias):
+                # Normal during a rolling deploy: not pending, and no reason to fail the check.
+                self.stdout.write(
+                    f"{alias}: {len(deferred[alias])} deferred operation(s) wait for older code "
+                    "to go (see --contract --dry-run)"
+                )
         return Report(exit_code)
 
     def _dry_run(
@@ -663,6 +677,7 @@ def _run_dict(run: MigrationRun) -> dict[str, Any]:
         "pid": run.pid,
         "django_version": run.django_version,
         "release": run.release,
+        "deferred": run.deferred,
     }
 
 
