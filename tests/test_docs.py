@@ -182,7 +182,7 @@ def test_every_metric_and_signal_is_documented() -> None:
     metrics._get("runs")  # creates them all
     names = [metric._name for metric in metrics._metrics.values()]
 
-    assert len(names) == 5
+    assert len(names) == 7
     for name in names:
         assert f"| `{name}" in text, name
     for signal in ("run_started", "run_finished", "run_failed"):

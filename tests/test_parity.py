@@ -129,6 +129,7 @@ def test_check_exits_1_while_pending_and_0_after(database: FreshDatabase) -> Non
         "schema_version": 1,
         "command": "check",
         "pending": {"default": []},
+        "deferred": {"default": []},
         "missing_databases": [],
         "applied_without_file": {"default": []},
         "ok": True,
