@@ -16,6 +16,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import Error, connections
 from django.utils import timezone
@@ -133,3 +134,19 @@ def is_live(member: FleetMember, now: datetime.datetime, expiry: float) -> bool:
 def lacking(label: str, found: Iterable[FleetMember]) -> list[FleetMember]:
     """The members whose code does not have migration ``label``."""
     return [member for member in found if code_of(member).lacks(label)]
+
+
+def as_dict(member: FleetMember, expiry: float) -> dict[str, Any]:
+    """A member as the JSON of ``--fleet`` and ``--contract --dry-run`` show it."""
+    return {
+        "host": member.host,
+        "pid": member.pid,
+        "kind": member.kind,
+        "release": member.release,
+        "graph": member.graph,
+        "leaves": member.leaves,
+        "started_at": member.started_at.isoformat(),
+        "last_seen": member.last_seen.isoformat(),
+        "stopped_at": member.stopped_at.isoformat() if member.stopped_at else None,
+        "live": is_live(member, timezone.now(), expiry),
+    }

@@ -222,18 +222,7 @@ def _ago(moment: datetime.datetime) -> str:
 def fleet_member_dict(member: FleetMember, conf: AutomigrateSettings) -> dict[str, Any]:
     from django_automigrate.fleet import registry
 
-    return {
-        "host": member.host,
-        "pid": member.pid,
-        "kind": member.kind,
-        "release": member.release,
-        "graph": member.graph,
-        "leaves": member.leaves,
-        "started_at": member.started_at.isoformat(),
-        "last_seen": member.last_seen.isoformat(),
-        "stopped_at": member.stopped_at.isoformat() if member.stopped_at else None,
-        "live": registry.is_live(member, timezone.now(), conf.fleet_expiry),
-    }
+    return registry.as_dict(member, conf.fleet_expiry)
 
 
 def format_fleet(members: dict[str, list[FleetMember]], conf: AutomigrateSettings) -> str:

@@ -61,20 +61,9 @@ class Waiting:
             "kind": self.row.kind,
             "deferred_at": self.row.deferred_at.isoformat(),
             "deferred_by": self.row.deferred_by_id,
-            "waiting_for": [_member_dict(m) for m in self.older],
+            "waiting_for": [registry.as_dict(m, float("inf")) for m in self.older],
             "not_before": self.not_before.isoformat() if self.not_before else None,
         }
-
-
-def _member_dict(member: FleetMember) -> dict[str, Any]:
-    return {
-        "host": member.host,
-        "pid": member.pid,
-        "kind": member.kind,
-        "release": member.release,
-        "graph": member.graph,
-        "last_seen": member.last_seen.isoformat(),
-    }
 
 
 def waiting(alias: str, conf: AutomigrateSettings) -> list[Waiting]:
