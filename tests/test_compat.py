@@ -136,11 +136,12 @@ def test_nothing_done_to_a_table_created_in_the_same_run_waits() -> None:
 
 def test_the_residue_puts_back_what_the_database_still_has() -> None:
     before = state()
-    removed = deferral.residue_of(migrations.RemoveField("order", "legacy"), "shop", before)
+    migration = migrations.Migration("0002_x", "shop")
+    removed = deferral.residue_of(migrations.RemoveField("order", "legacy"), migration, before)
     after = state()
     migrations.RemoveField("order", "legacy").state_forwards("shop", after)
     migrations.DeleteModel("coupon").state_forwards("shop", after)
-    dropped = deferral.residue_of(migrations.DeleteModel("coupon"), "shop", before)
+    dropped = deferral.residue_of(migrations.DeleteModel("coupon"), migration, before)
     assert removed is not None
     assert dropped is not None
 

@@ -97,12 +97,10 @@ class Heartbeat:
             self._contract_when_ready(conf)
 
     def _contract_when_ready(self, conf: AutomigrateSettings) -> None:
-        from django_automigrate.run import contract, deferral, runner
+        from django_automigrate.run import contract, runner
 
         for alias in conf.aliases():
-            if not deferral.pending(alias):
-                continue
-            found = contract.waiting(alias, conf)
+            found = contract.waiting(alias, conf)  # [] (one query) when nothing waits
             self._warn_if_old(alias, found, conf)
             if not any(w.ready for w in found):
                 continue

@@ -146,8 +146,8 @@ def _remove_field(operation: migrations.RemoveField, app: str, before: ProjectSt
     where = f"{app}.{operation.model_name}.{operation.name}"
     if field is None or field.many_to_many:
         return Verdict(DEFER, "drop_table", f"{KINDS['drop_table']} ({where})")
-    relaxed = None if field.primary_key else _relaxed(field)
-    now = (migrations.AlterField(operation.model_name, operation.name, relaxed),) if relaxed else ()
+    loose = None if field.primary_key else _relaxed(field)
+    now = (migrations.AlterField(operation.model_name, operation.name, loose),) if loose else ()
     return Verdict(DEFER, "drop_column", f"{KINDS['drop_column']} ({where})", now)
 
 
@@ -158,9 +158,9 @@ def _delete_model(operation: migrations.DeleteModel, app: str, before: ProjectSt
     now: list[Operation] = []
     for name, field in state.fields.items():
         if field.remote_field is not None and not field.many_to_many:
-            relaxed = _relaxed(field)
-            if relaxed is not None:
-                now.append(migrations.AlterField(operation.name, name, relaxed))
+            loose = _relaxed(field)
+            if loose is not None:
+                now.append(migrations.AlterField(operation.name, name, loose))
     where = f"{app}.{operation.name}"
     return Verdict(DEFER, "drop_table", f"{KINDS['drop_table']} ({where})", tuple(now))
 

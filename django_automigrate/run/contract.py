@@ -116,13 +116,15 @@ class ContractDeferred(Work):
         run_id = recorder.row.pk if recorder.row is not None else None
         with session.lock.guard(), _budget(connection, self.conf):
             loader = MigrationLoader(connection)
+            # Contract work changes no django_migrations row: one loader and one state serve all.
+            now = applied_state(loader)
             residues = deferral.Residues(connection.alias)
             for row in self.rows:
                 label = f"{row.migration} #{row.operation_index}"
                 try:
                     session.lock.verify()
                     recorder.in_flight(label)
-                    outcome = _contract_one(connection, loader, residues, row, run_id)
+                    outcome = _contract_one(connection, loader, now, residues, row, run_id)
                 except Exception as exc:
                     error, failed = exc, label
                     break
@@ -165,6 +167,7 @@ def _budget(connection: BaseDatabaseWrapper, conf: AutomigrateSettings) -> Any:
 def _contract_one(
     connection: BaseDatabaseWrapper,
     loader: MigrationLoader,
+    now: ProjectState,
     residues: deferral.Residues,
     row: DeferredOperation,
     run_id: int | None,
@@ -194,7 +197,9 @@ def _contract_one(
         if _already_done(connection, operation, app, before):
             outcome = "already_done"
         else:
-            _run(editor, operation, app, before, residues, (row.migration, row.operation_index))
+            _run(
+                editor, operation, app, before, now, residues, (row.migration, row.operation_index)
+            )
             outcome = "done"
         queue.filter(pk=row.pk).update(contracted_at=timezone.now(), contracted_by_id=run_id)
     return outcome
@@ -228,6 +233,7 @@ def _run(
     operation: Any,
     app: str,
     before: ProjectState,
+    now: ProjectState,
     residues: deferral.Residues,
     key: deferral.Key,
 ) -> None:
@@ -240,7 +246,6 @@ def _run(
         operation.database_forwards(app, editor, before, after)
         return
     others = residues.queued(but=key)
-    now = applied_state(residues.loader_with(editor.connection))
     with_it = deferral.with_residues(now, [*others, mine])
     without = deferral.with_residues(now, others)
     model: Any = with_it.apps.get_model(app, mine.model)

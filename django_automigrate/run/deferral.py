@@ -94,14 +94,13 @@ def describe_members(found: Iterable[FleetMember]) -> str:
     )
 
 
-def older_members(using: str, label: str, expiry: float) -> list[FleetMember]:
-    """The live processes whose code lacks migration ``label``. A fleet nobody registered in
-    (processes of a release older than the fleet itself) shows none: that cannot be seen."""
+def live_members(using: str, expiry: float) -> list[FleetMember]:
+    """The processes alive now. A fleet nobody registered in (processes of a release older than
+    the fleet itself) shows none: those cannot be seen."""
     if not registry.table_exists(using):
         return []
     now = timezone.now()
-    live = [m for m in registry.members(using) if registry.is_live(m, now, expiry)]
-    return registry.lacking(label, live)
+    return [m for m in registry.members(using) if registry.is_live(m, now, expiry)]
 
 
 def judge(
@@ -114,7 +113,7 @@ def judge(
     state = start.clone()
     created: set[str] = set()
     touched = _pending_keys(connection)
-    cache: dict[str, list[FleetMember]] = {}
+    live: list[FleetMember] | None = None  # read once, when an operation first needs it
     for migration, backwards in plan:
         if backwards:
             continue
@@ -134,9 +133,9 @@ def judge(
                         "not run yet"
                     )
                 continue
-            if label not in cache:
-                cache[label] = older_members(using, label, expiry)
-            older = cache[label]
+            if live is None:
+                live = live_members(using, expiry)
+            older = registry.lacking(label, live)
             if not older:
                 continue  # no older code serves: it runs now, as migrate would
             judgement.waiting_for.extend(m for m in older if m not in judgement.waiting_for)
@@ -214,44 +213,29 @@ class Residue:
     model_state: Any = None
 
 
-def residue_of(operation: Operation, app: str, before: ProjectState) -> Residue | None:
-    """The residue ``operation`` (deferred) leaves, given the state just before it."""
-    if isinstance(operation, migrations.RemoveField):
-        found = before.models.get((app, operation.model_name_lower))
-        if found is None or operation.name not in found.fields:
-            return None
-        field = found.fields[operation.name]
-        relaxed = None if field.primary_key or field.many_to_many else compat._relaxed(field)
-        return Residue("column", app, operation.model_name_lower, operation.name, relaxed or field)
+def residue_of(operation: Operation, migration: Migration, before: ProjectState) -> Residue | None:
+    """The residue ``operation`` of ``migration`` leaves while deferred, given the state just
+    before it: what the state says once the part that runs now (:mod:`.compat`'s
+    ``verdict.now``) is applied, and the operation itself is not."""
+    verdict = compat.classify(operation, migration, before, created=set())
+    if not verdict.deferred or verdict.kind == "marked":
+        return None  # marked work: what it leaves is its author's business
+    app = migration.app_label
+    expanded = before.clone()
+    for step in verdict.now:
+        step.state_forwards(app, expanded)
     if isinstance(operation, migrations.DeleteModel):
-        model = before.models.get((app, operation.name_lower))
+        model = expanded.models.get((app, operation.name_lower))
         if model is None:
             return None
-        kept = model.clone()
-        for name, field in list(kept.fields.items()):
-            if field.remote_field is not None and not field.many_to_many:
-                kept.fields[name] = compat._relaxed(field) or field
-        return Residue("table", app, operation.name_lower, model_state=kept)
-    if isinstance(operation, migrations.AddField):
-        verdict = compat.classify(operation, _AnyMigration(app), before, created=set())  # type: ignore[arg-type]
-        added = next((op for op in verdict.now if isinstance(op, migrations.AddField)), None)
-        if added is None:
-            return None
-        return Residue("alter", app, operation.model_name_lower, operation.name, added.field)
-    if isinstance(operation, migrations.AlterField):
-        found = before.models.get((app, operation.model_name_lower))
-        if found is None or operation.name not in found.fields:
-            return None
-        name = operation.name
-        return Residue("alter", app, operation.model_name_lower, name, found.fields[name])
-    return None  # marked work: what it leaves is its author's business
-
-
-class _AnyMigration:
-    """Stands in for a migration where only its app label is read."""
-
-    def __init__(self, app_label: str) -> None:
-        self.app_label = app_label
+        return Residue("table", app, operation.name_lower, model_state=model.clone())
+    name: str = getattr(operation, "name", "")
+    model_name = str(getattr(operation, "model_name_lower", ""))
+    found = expanded.models.get((app, model_name))
+    if found is None or name not in found.fields:
+        return None
+    kind = "column" if isinstance(operation, migrations.RemoveField) else "alter"
+    return Residue(kind, app, model_name, name, found.fields[name])
 
 
 def with_residues(state: ProjectState, residues: Iterable[Residue]) -> ProjectState:
@@ -287,12 +271,6 @@ class Residues:
         self._loader = MigrationLoader(None, ignore_no_migrations=True)
         self._derived: dict[Key, Residue | None] = {}
 
-    def loader_with(self, connection: BaseDatabaseWrapper) -> Any:
-        """A loader that knows what ``connection``'s database has applied."""
-        from django.db.migrations.loader import MigrationLoader
-
-        return MigrationLoader(connection)
-
     def of(self, label: str, index: int) -> Residue | None:
         key = (label, index)
         if key not in self._derived:
@@ -308,7 +286,7 @@ class Residues:
         before = self._loader.project_state(node, at_end=False)
         for earlier in migration.operations[:index]:
             earlier.state_forwards(migration.app_label, before)
-        return residue_of(migration.operations[index], migration.app_label, before)
+        return residue_of(migration.operations[index], migration, before)
 
     def queued(self, *, but: Key | None = None) -> list[Residue]:
         found = []
