@@ -446,19 +446,21 @@ class Rewriter:
         self.judgement = judgement
         self.run_id = run_id
         self._residues: Residues | None = None
+        self._known: set[tuple[str, str]] | None = None
 
     def _models(self) -> set[tuple[str, str]]:
-        """Models with deferred work, queued or about to be."""
-        found: set[tuple[str, str]] = set()
-        residues = self.residues()
-        keys = [(row.migration, row.operation_index) for row in pending(self.alias)]
-        if self.judgement is not None:
-            keys += [(j.migration, j.index) for j in self.judgement.deferred]
-        for label, index in keys:
-            residue = residues.of(label, index)
-            if residue is not None:
-                found.add((residue.app, residue.model))
-        return found
+        """Models with deferred work, queued before the run or about to be: read once per run
+        (an attempt retried after a rollback starts from the same queue)."""
+        if self._known is None:
+            keys = [(row.migration, row.operation_index) for row in pending(self.alias)]
+            if self.judgement is not None:
+                keys += [(j.migration, j.index) for j in self.judgement.deferred]
+            self._known = set()
+            for label, index in keys:
+                residue = self.residues().of(label, index)
+                if residue is not None:
+                    self._known.add((residue.app, residue.model))
+        return self._known
 
     def residues(self) -> Residues:
         if self._residues is None:

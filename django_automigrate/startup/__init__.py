@@ -36,7 +36,6 @@ from django.utils import timezone
 
 from django_automigrate.conf import AutomigrateSettings, get_settings
 from django_automigrate.exceptions import AutomigrateError, StartupFailed
-from django_automigrate.fleet import heartbeat
 from django_automigrate.models import Trigger
 from django_automigrate.startup import hook
 from django_automigrate.startup.gating import (
@@ -101,13 +100,15 @@ def on_ready() -> Decision | None:
     """
     global _hooked
     decided = _decide(explicit=False)
-    if decided is not None and joins_fleet(decided[0], Process.current()):
+    if decided is not None and joins_fleet(decided[0], decided[2]):
+        from django_automigrate.fleet import heartbeat  # only serving processes beat
+
         # After the startup run, if any: it may create the fleet's table.
         heartbeat.join("web", after=_finished)
     if decided is None or not decided[1].run:
         _finished.set()
         return decided[1] if decided else None
-    conf, decision = decided
+    conf, decision, _process = decided
     with _state_lock:
         if _hooked:  # ready() runs once per registry; never schedule two runs in one process
             return decision
@@ -139,7 +140,7 @@ def run_at_startup() -> StartupState:
     decided = _decide(explicit=True)
     if decided is None or not decided[1].run:
         return state()
-    conf, decision = decided
+    conf, decision, _process = decided
     _finished.clear()
     _set_state(status=IN_PROGRESS, reason=decision.reason)
     if conf.mode == "background":
@@ -149,7 +150,7 @@ def run_at_startup() -> StartupState:
     return state()
 
 
-def _decide(*, explicit: bool) -> tuple[AutomigrateSettings, Decision] | None:
+def _decide(*, explicit: bool) -> tuple[AutomigrateSettings, Decision, Process] | None:
     """Read the settings and decide, logging the decision; a decision not to run (or invalid
     settings: None) leaves the state ``skipped``."""
     process = Process.current()
@@ -172,7 +173,7 @@ def _decide(*, explicit: bool) -> tuple[AutomigrateSettings, Decision] | None:
     )
     if not decision.run:
         _set_state(status=SKIPPED, reason=decision.reason)
-    return conf, decision
+    return conf, decision, process
 
 
 def _run_when_apps_ready(conf: AutomigrateSettings) -> None:
