@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 
 from tests.servers import FreshDatabase
-from tests.utils import REPO, child_env, finish, start_command
+from tests.test_servers import MATRIX, command_line
+from tests.utils import (
+    REPO,
+    child_env,
+    finish,
+    free_port,
+    pids_serving,
+    start_command,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.servers  # real processes by the dozen: run once, on the newest Django
 
@@ -110,3 +120,41 @@ def test_sixty_four_processes_register_beat_expire_and_stop(database: FreshDatab
     assert "release 41, graph" in listing.out
     assert "gone (no heartbeat)" in listing.out
     assert "stopped, last seen" in listing.out
+
+
+FORKING = ["uwsgi", "uwsgi-lazy-apps", "gunicorn-preload", "gunicorn-sync"]
+WORKERS = 4
+
+
+@pytest.mark.parametrize("name", FORKING)
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_every_worker_of_a_forking_server_serves_and_beats(
+    name: str, database: FreshDatabase
+) -> None:
+    """With the fleet on, a master that loads the app before it forks (uWSGI, ``--preload``)
+    must hand its workers no thread of ours: a uWSGI worker forked while one held the GIL hung
+    before its first request. Each worker serves, and each is a live member of its own."""
+    invocation = MATRIX[name].invocation.replace(" 2 ", f" {WORKERS} ")
+    port = free_port()
+    server = subprocess.Popen(
+        command_line(invocation, port),
+        cwd=REPO,
+        env=child_env(database.url, AUTOMIGRATE_IN_PRODUCTION="true", **production()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # uWSGI logs on stdout
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        status, body = wait_for(f"http://127.0.0.1:{port}/tags/", server, timeout=120)
+        assert status == 200, body
+        serving = pids_serving(port, WORKERS)
+        members = wait_until(
+            database, lambda found: serving <= {m["pid"] for m in found if m["live"]}
+        )
+    finally:
+        log = stop(server).out or ""
+
+    assert len(serving) == WORKERS, log[-3000:]
+    assert serving <= {m["pid"] for m in members if m["live"]}, (members, log[-3000:])
+    assert "Traceback" not in log, log[-5000:]

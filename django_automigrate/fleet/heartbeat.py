@@ -6,13 +6,15 @@ again: hundreds of replicas beating every 15 seconds cost the server a few queri
 no idle connections. When deferred work waits and no older code has been seen for the grace
 period, the beat runs the contract step (under the migration lock, without waiting for it: a
 process already holding it is doing the work). A process that forks (gunicorn ``--preload``)
-starts a beat of its own in each child, which is a member of its own.
+starts a beat of its own in each child, which is a member of its own; a uWSGI master starts
+none, only its workers do (see :func:`join`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import threading
@@ -150,9 +152,18 @@ _current: Heartbeat | None = None
 _lock = threading.Lock()
 
 
-def join(kind: str, *, after: threading.Event | None = None) -> Heartbeat:
-    """Make this process a fleet member (once; a second call returns the same beat)."""
+def join(kind: str, *, after: threading.Event | None = None) -> Heartbeat | None:
+    """Make this process a fleet member (once; a second call returns the same beat).
+
+    A uWSGI master that loads the app before forking gets no thread (None): uWSGI forks from C
+    without Python's fork hooks, so a child forked while our thread holds the GIL hangs for
+    good. Each of its workers joins instead, once forked.
+    """
     global _current
+    master = _uwsgi_master()
+    if master is not None:
+        _join_in_each_worker(master, kind)
+        return None
     with _lock:
         if _current is not None and _current.identity.pid == os.getpid():
             return _current
@@ -164,6 +175,43 @@ def join(kind: str, *, after: threading.Event | None = None) -> Heartbeat:
 
 def current() -> Heartbeat | None:
     return _current
+
+
+def _uwsgi_master() -> Any | None:
+    """uWSGI's module, in a master that loaded the app and forks workers from it."""
+    try:
+        uwsgi = importlib.import_module("uwsgi")  # exists only inside uWSGI
+    except ImportError:
+        return None
+    return uwsgi if uwsgi.worker_id() == 0 else None
+
+
+_forked_kinds: set[str] = set()
+
+
+def _join_in_each_worker(uwsgi: Any, kind: str) -> None:
+    if kind in _forked_kinds:
+        return
+    _forked_kinds.add(kind)
+
+    def in_worker() -> None:
+        join(kind)
+
+    try:
+        # uwsgidecorators' chain, so that the project's own @postfork functions run too (its
+        # import sets uwsgi.post_fork_hook to that chain, replacing any hook set by hand).
+        decorators = importlib.import_module("uwsgidecorators")
+    except Exception:  # it refuses to load without a master; chain the hook by hand then
+        previous = getattr(uwsgi, "post_fork_hook", None)
+
+        def chained() -> None:
+            if callable(previous):
+                previous()
+            in_worker()
+
+        uwsgi.post_fork_hook = chained
+    else:
+        decorators.postfork(in_worker)
 
 
 def _rejoin_in_child() -> None:

@@ -12,7 +12,8 @@ That contract is pinned by ``tests/test_hook.py`` on every Django version we sup
 Django release break it (no ``ready_event``, or a ``populate()`` that no longer sets it), a
 watchdog thread notices once ``populate()`` has returned without calling us, says so at
 WARNING, and runs the callback itself: the run still happens, only later than the process's
-first request may be served.
+first request may be served. When the contract holds, the hook ends the watchdog before
+``populate()`` returns: no thread of ours is alive when a server forks its workers.
 """
 
 from __future__ import annotations
@@ -45,12 +46,18 @@ class _AppsReadyHook(threading.Event):
         self._original = original
         self._callback = callback
         self.fired = threading.Event()
+        self.watchdog: threading.Thread | None = None
 
     def set(self) -> None:
         self.fired.set()
         self._registry.ready_event = self._original  # Django's own event back before anything
         self._original.set()
         super().set()
+        if self.watchdog is not None:
+            # No thread of ours may outlive populate(): a server that forks from C without
+            # Python's fork hooks (uWSGI) hands its children the GIL that thread may hold, and
+            # they hang before their first request.
+            self.watchdog.join()
         self._callback()
 
 
@@ -82,15 +89,26 @@ def wait_until_ready(registry: Apps = apps) -> None:
 def _watch(
     registry: Apps, hook: _AppsReadyHook | None, fallback: Callable[[], None], *, warn: bool
 ) -> None:
-    def watchdog() -> None:
-        wait_until_ready(registry)
+    def populated() -> bool:
         # populate() sets ready, then the event, holding its lock throughout (the callback runs
-        # inside it too): once the lock is ours, populate() has returned, and the hook either
-        # fired or never will.
+        # inside it too): once the lock is free, populate() has returned, and the hook either
+        # fired or never will. Never blocking on the lock: set() joins this thread holding it.
+        if not registry.ready:
+            return False
         lock = getattr(registry, "_lock", None)
-        if lock is not None:
-            with lock:
-                pass
+        if lock is None:
+            return True
+        if not lock.acquire(blocking=False):
+            return False
+        lock.release()
+        return True
+
+    def watchdog() -> None:
+        while not populated():
+            if hook is None:
+                time.sleep(_POLL)
+            elif hook.fired.wait(_POLL):
+                return  # the contract held: set() is joining this thread
         if hook is not None and hook.fired.is_set():
             return
         if hook is not None and registry.ready_event is hook:
@@ -99,4 +117,7 @@ def _watch(
             logger.warning(CONTRACT_BROKEN)
         fallback()
 
-    threading.Thread(target=watchdog, name="django-automigrate-hook", daemon=True).start()
+    thread = threading.Thread(target=watchdog, name="django-automigrate-hook", daemon=True)
+    if hook is not None:
+        hook.watchdog = thread
+    thread.start()
