@@ -16,12 +16,14 @@ from collections.abc import Iterator
 #: PostgreSQL SQLSTATEs.
 PG_LOCK_NOT_AVAILABLE = "55P03"
 PG_QUERY_CANCELED = "57014"
+PG_DEADLOCK_DETECTED = "40P01"
 #: Class 08 (connection exceptions) and 57P01 to 57P05 (admin shutdown, terminated, idle timeouts).
 PG_CONNECTION_LOST_PREFIXES = ("08", "57P")
 
 #: MySQL/MariaDB error numbers.
 MYSQL_LOCK_WAIT_TIMEOUT = 1205
 MYSQL_QUERY_INTERRUPTED = 1317
+MYSQL_LOCK_DEADLOCK = 1213
 MYSQL_STATEMENT_TIMEOUT = (3024, 1969)  # MySQL max_execution_time, MariaDB max_statement_time
 #: Server gone away, lost connection, connection killed (KILL), and the client errors for them.
 MYSQL_CONNECTION_LOST = frozenset({2006, 2013, 2055, 1927, 4031, 1053})
@@ -68,12 +70,21 @@ def mysql_errno(error: BaseException | None) -> int | None:
 
 def is_lock_timeout(error: BaseException | None) -> bool:
     """A statement that gave up waiting for a lock (``lock_timeout``, ``lock_wait_timeout``,
-    SQLite's busy timeout)."""
+    SQLite's busy timeout), or that the server made give up to end a deadlock: either way its
+    transaction holds nothing now, and trying again later is the cure."""
     return (
         sqlstate(error) == PG_LOCK_NOT_AVAILABLE
         or mysql_errno(error) == MYSQL_LOCK_WAIT_TIMEOUT
         or is_sqlite_busy(error)
+        or is_deadlock(error)
     )
+
+
+def is_deadlock(error: BaseException | None) -> bool:
+    """The server ended a deadlock by failing this statement (and rolling its transaction
+    back): with a migration, typically application traffic that locks the same two tables in
+    the other order."""
+    return sqlstate(error) == PG_DEADLOCK_DETECTED or mysql_errno(error) == MYSQL_LOCK_DEADLOCK
 
 
 def is_sqlite_busy(error: BaseException | None) -> bool:

@@ -183,6 +183,69 @@ def test_a_postgresql_lock_timeout_is_a_lock_timeout(
         cursor.execute("SELECT 1")
 
 
+@pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
+def test_a_deadlock_victim_counts_as_a_lock_timeout(
+    database: FreshDatabase, django_connect: Connect, operator: Operator
+) -> None:
+    """Two sessions update rows 1 and 2 in opposite orders. The server fails one statement to
+    end the cycle and rolls that transaction back: like a lock timeout, it holds nothing now,
+    so a migration it happens to is retried, not failed."""
+    mysql = database.vendor == "mysql"
+    database.execute(f"CREATE TABLE t (id int PRIMARY KEY, n int){' ENGINE=InnoDB' * mysql}")
+    database.execute("INSERT INTO t VALUES " + ", ".join(f"({i}, 0)" for i in range(1, 12)))
+    victim = django_connect(database)
+    with database.connect() as other:
+        cursor = other.cursor()
+        other_id = backend_id_raw(cursor, database.vendor)
+        if mysql:
+            cursor.execute("START TRANSACTION")
+            # InnoDB rolls back the lighter transaction: the other one writes more rows.
+            cursor.execute("UPDATE t SET n = 1 WHERE id >= 2")
+        else:
+            other.autocommit = False
+            # PostgreSQL fails the session whose deadlock check runs first: never the other's.
+            cursor.execute("SET deadlock_timeout = '60s'")
+            cursor.execute("UPDATE t SET n = 1 WHERE id = 2")
+        victim.set_autocommit(False)
+        with victim.cursor() as mine:
+            mine.execute("UPDATE t SET n = 2 WHERE id = 1")
+        with meanwhile(lambda: cursor.execute("UPDATE t SET n = 1 WHERE id = 1")):
+            operator.wait_for(other_id, lock_waiting(operator, other_id), "its row lock wait")
+            error = error_of(victim, "UPDATE t SET n = 2 WHERE id = 2")
+            victim.rollback()  # PostgreSQL keeps the failed transaction's locks until then
+        other.rollback()
+
+    assert db_errors.is_deadlock(error), repr(error)
+    assert "deadlock" in str(error).lower()
+    assert_classified(error, lock_timeout=True, connection_lost=False)
+    victim.set_autocommit(True)
+    with victim.cursor() as cursor:  # the session is fine
+        cursor.execute("SELECT 1")
+
+
+def backend_id_raw(cursor: Any, vendor: str) -> int:
+    cursor.execute(
+        "SELECT pg_backend_pid()" if vendor == "postgresql" else "SELECT CONNECTION_ID()"
+    )
+    return int(cursor.fetchone()[0])
+
+
+def lock_waiting(operator: Operator, backend: int) -> Callable[[str | None], bool]:
+    """A session state: waiting for a row lock (PostgreSQL's wait event, InnoDB's own word)."""
+
+    def done(state: str | None) -> bool:
+        if operator.vendor == "postgresql":
+            return state is not None and state.startswith("Lock:")
+        operator.cursor.execute(
+            "SELECT trx_state FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s",
+            (backend,),
+        )
+        row = operator.cursor.fetchone()
+        return row is not None and row[0] == "LOCK WAIT"
+
+    return done
+
+
 @mysql_only
 @pytest.mark.parametrize("held", ["table lock", "row lock"])
 def test_a_mysql_lock_wait_timeout_is_a_lock_timeout(

@@ -319,3 +319,39 @@ def test_a_run_killed_while_it_pauses_leaves_nothing_to_repair(database: FreshDa
     assert result.returncode == 0, result.err
     assert result.json()["databases"][0]["status"] == "succeeded"
     assert [row["status"] for row in database.history_rows()] == ["interrupted", "succeeded"]
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_a_run_chosen_as_a_deadlocks_victim_is_retried_and_the_traffic_goes_on(
+    database: FreshDatabase,
+) -> None:
+    """The application holds testapp_book, then reads testapp_review, while the run (one
+    transaction) has altered testapp_review and waits to alter testapp_book: a deadlock. The
+    server fails the run's statement; the run rolls back, pauses holding nothing and retries,
+    and the application's read goes through. (The application session's deadlock_timeout is
+    raised so that the server's choice of victim is the run's, as it is when the run waits
+    first.)"""
+    prepare(database)
+    with database.connect() as application:
+        application.autocommit = False
+        cursor = application.cursor()
+        cursor.execute("SET deadlock_timeout = '60s'")
+        cursor.execute("SELECT COUNT(*) FROM testapp_book")
+        run = start_command(
+            database.url, "automigrate", "--format", "json",
+            AUTOMIGRATE_STATEMENT_LOCK_TIMEOUT="30", AUTOMIGRATE_STATEMENT_LOCK_RETRIES="3",
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not waited_past_its_timeout(database, "testapp_book", 0):  # the handshake
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the ALTER of testapp_book never waited"
+        # The run holds testapp_review since its first migration: this read closes the cycle.
+        cursor.execute("SELECT COUNT(*) FROM testapp_review")
+        assert cursor.fetchone()[0] == 0
+        application.rollback()
+    result = finish(run)
+
+    assert result.returncode == 0, result.err
+    assert result.json()["databases"][0]["status"] == "succeeded"
+    assert "met a deadlock with another session (attempt 1 of 4)" in result.err
+    assert ("testapp", "0023_final_checkpoint") in database.migration_rows()

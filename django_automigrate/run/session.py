@@ -28,7 +28,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from django_automigrate.conf import LOCK_IMPACT_LEVELS, AutomigrateSettings
-from django_automigrate.db_errors import is_connection_lost, is_lock_timeout
+from django_automigrate.db_errors import is_connection_lost, is_deadlock, is_lock_timeout
 from django_automigrate.exceptions import AutomigrateError, DatabaseMissing, LockTimeout
 from django_automigrate.locks import MigrationLock
 from django_automigrate.locks.base import NoLongerNeeded, close_unless_in_transaction
@@ -444,10 +444,12 @@ def _announce_retry(
 ) -> None:
     said = blocked_by(blockers)
     logger.warning(
-        "automigrate: %s: %s gave up waiting for a lock (attempt %d of %d)%s; "
-        "retrying in %.1fs, holding no lock meanwhile",
+        "automigrate: %s: %s %s (attempt %d of %d)%s; retrying in %.1fs, holding no lock meanwhile",
         connection.alias,
         tried.failed_migration or "the run",
+        "met a deadlock with another session"
+        if is_deadlock(tried.error)
+        else "gave up waiting for a lock",
         number,
         conf.statement_lock_retries + 1,
         f", {said}" if said else "",
