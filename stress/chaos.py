@@ -296,7 +296,10 @@ def _cut(context: Context, db: Any, rng: random.Random, which: str) -> str:
     if which == "lock":
         cut = locks
     elif which == "migration":
-        cut = [s for s in every if s not in locks] or locks  # one session for both: that one
+        # The session that runs the migration (the lock's too, if one session holds both);
+        # the process's other sessions (the lock-wait watcher's) are not it.
+        session = control.migration_session(markers, point)
+        cut = [session] if session is not None else [s for s in every if s not in locks] or locks
     else:
         cut = every
     control.terminate(db, cut)

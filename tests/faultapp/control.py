@@ -53,6 +53,12 @@ def wait_at(markers: Path, point: str, process: subprocess.Popen[str]) -> None:
     wait_for_file(markers / marker_name("at", point), process)
 
 
+def migration_session(markers: Path, point: str) -> int | None:
+    """The server session running the migration paused at ``point`` (None: none was given)."""
+    found = markers / marker_name("session", point)
+    return int(found.read_text()) if found.exists() else None
+
+
 def go(markers: Path, point: str) -> None:
     (markers / marker_name("go", point)).write_text("go")
 

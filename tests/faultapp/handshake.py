@@ -8,7 +8,8 @@
 * ``stmt:<app>.<name>:<n>``: before the n-th schema statement of that migration;
 * ``post_migrate``: every migration of the run is applied and recorded, the run not ended.
 
-At a point the process writes ``at-<point>`` (its pid inside), then waits, at most
+At a point the process writes ``session-<point>`` (the server session id of the connection it
+was given, if any), then ``at-<point>`` (its pid inside), then waits, at most
 ``WAIT_SECONDS``, for ``go-<point>`` (or to be killed). While it waits it keeps its database
 connection busy (``pg_sleep``/``SLEEP`` in short steps): like a long statement, it is never idle,
 so only a lock held on *another* connection can be cut by an idle timeout. When the connection
@@ -72,6 +73,13 @@ def pause(point: str, connection: Any = None) -> None:
     if where is None or point not in requested() or point in _done:
         return
     _done.add(point)
+    if connection is not None and connection.vendor in ("postgresql", "mysql"):
+        # Which server session runs the migration: the process has others (the lock-wait
+        # watcher's, a separate lock's), and a test that cuts "the migration's" must cut this.
+        with connection.cursor() as cursor:
+            pg = connection.vendor == "postgresql"
+            cursor.execute("SELECT pg_backend_pid()" if pg else "SELECT CONNECTION_ID()")
+            (where / marker_name("session", point)).write_text(str(cursor.fetchone()[0]))
     (where / marker_name("at", point)).write_text(str(os.getpid()))
     go = where / marker_name("go", point)
     deadline = time.monotonic() + WAIT_SECONDS
