@@ -28,7 +28,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from django_automigrate.models import MigrationRun, Status, Trigger, read_rollback_summary
+from django_automigrate.conf import get_settings
+from django_automigrate.fleet import registry
+from django_automigrate.models import (
+    DeferredOperation,
+    FleetMember,
+    MigrationRun,
+    Status,
+    Trigger,
+    read_rollback_summary,
+)
 
 #: The badge tone of each status: green for success, red for failures, amber for a failure that
 #: was undone, blue while it runs. The status is always written out too: colour is not the only
@@ -180,8 +189,21 @@ def summary(run: MigrationRun) -> SafeString:
     )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """What the tool writes, shown: nobody adds, changes or deletes rows here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(MigrationRun)
-class MigrationRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MigrationRunAdmin(ReadOnlyAdmin):
     list_display = (
         "run",
         "database_column",
@@ -384,11 +406,51 @@ class MigrationRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def traceback_text(self, run: MigrationRun) -> SafeString:
         return format_html('<pre class="automigrate-traceback">{}</pre>', run.traceback or "none")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(FleetMember)
+class FleetMemberAdmin(ReadOnlyAdmin):
+    """The processes that registered, as ``--fleet`` lists them: the code each runs, and
+    whether it is still live (seen within three heartbeats, not stopped)."""
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    list_display = ("process", "kind", "release", "graph", "state", "last_seen")
+    list_filter = ("kind", "release")
+    search_fields = ("host", "release", "graph")
+    ordering = ("-last_seen", "id")
+
+    @admin.display(description="process", ordering="host")
+    def process(self, member: FleetMember) -> str:
+        return f"{member.host} pid {member.pid}"
+
+    @admin.display(description="state")
+    def state(self, member: FleetMember) -> str:
+        if member.stopped_at is not None:
+            return "stopped"
+        expiry = get_settings().fleet_expiry
+        return "live" if registry.is_live(member, timezone.now(), expiry) else "gone (no heartbeat)"
+
+
+@admin.register(DeferredOperation)
+class DeferredOperationAdmin(ReadOnlyAdmin):
+    """Database work deferred while older code served, and the contract step that ran it."""
+
+    list_display = ("operation", "description", "kind", "deferred_at", "state")
+    list_filter = ("database", "kind", ("contracted_at", admin.EmptyFieldListFilter))
+    search_fields = ("migration", "description")
+    ordering = ("-deferred_at", "id")
+
+    @admin.display(description="operation", ordering="migration")
+    def operation(self, row: DeferredOperation) -> str:
+        return f"{row.database}: {row.migration} #{row.operation_index + 1}"
+
+    @admin.display(description="state", ordering="contracted_at")
+    def state(self, row: DeferredOperation) -> SafeString:
+        if row.contracted_at is None:
+            return format_html("{}", "waiting for older code to go")
+        if row.contracted_by_id is None:
+            return format_html("done {}", _short_when(row.contracted_at))
+        return format_html(
+            'done {} by <a href="{}">run #{}</a>',
+            _short_when(row.contracted_at),
+            _run_url(row.contracted_by_id),
+            row.contracted_by_id,
+        )

@@ -371,3 +371,50 @@ def test_the_list_is_newest_first(admin_client: Client) -> None:
     html = admin_client.get(LIST).content.decode()
 
     assert html.index(f"{LIST}{newer.pk}/change/") < html.index(f"{LIST}{older.pk}/change/")
+
+
+@pytest.mark.django_db
+def test_the_fleet_and_the_deferred_work_are_listed_read_only(admin_client: Client) -> None:
+    from django_automigrate.models import DeferredOperation, FleetMember
+
+    now = timezone.now()
+    common = {"kind": "web", "graph": "a249865fabd77216", "leaves": {}, "started_at": now}
+    FleetMember.objects.create(key="1", host="web-1", pid=11, release="41", last_seen=now, **common)
+    FleetMember.objects.create(
+        key="2", host="web-2", pid=12, release="40", last_seen=now - datetime.timedelta(hours=1),
+        **common,
+    )  # fmt: skip
+    contract = MigrationRun.objects.create(
+        database="default", trigger="contract", status="succeeded", started_at=now
+    )
+    waiting = {"database": "default", "migration": "shop.0002_release_b", "deferred_at": now}
+    DeferredOperation.objects.create(
+        operation_index=0, description="Remove field legacy_code from order", kind="drop_column",
+        **waiting,
+    )  # fmt: skip
+    DeferredOperation.objects.create(
+        operation_index=2, description="Delete model Coupon", kind="drop_table",
+        contracted_at=now, contracted_by=contract, **waiting,
+    )  # fmt: skip
+
+    fleet = admin_client.get("/admin/django_automigrate/fleetmember/").content.decode()
+    deferred = admin_client.get("/admin/django_automigrate/deferredoperation/").content.decode()
+    add = admin_client.get("/admin/django_automigrate/deferredoperation/add/")
+    pages = [
+        admin_client.get(f"/admin/django_automigrate/{model}/{row.pk}/change/").status_code
+        for model, row in (
+            ("fleetmember", FleetMember.objects.first()),
+            ("deferredoperation", DeferredOperation.objects.first()),
+        )
+        if row is not None
+    ]
+
+    assert "web-1 pid 11" in fleet
+    assert "web-2 pid 12" in fleet
+    assert fleet.count(">live<") == 1
+    assert "gone (no heartbeat)" in fleet
+    assert "default: shop.0002_release_b #1" in deferred
+    assert "waiting for older code to go" in deferred
+    assert f'by <a href="/admin/django_automigrate/migrationrun/{contract.pk}/change/">' in deferred
+    assert add.status_code == 403
+    assert pages == [200, 200]
