@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -25,6 +27,7 @@ from tests.servers import FreshDatabase, Server
 from tests.utils import (
     REPO,
     Result,
+    child_env,
     finish,
     free_port,
     get,
@@ -233,6 +236,48 @@ def test_the_same_rolling_deploy_without_the_gate_answers_server_errors(
     broken = {name for (name, status) in traffic.answers if status >= 500}
     assert broken <= {"A1", "A2"}, traffic.failures[:10]
     assert not contract_runs(database)
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_the_dry_run_shows_what_would_wait_for_whom_and_only_the_sql_that_runs_now(
+    database: FreshDatabase,
+) -> None:
+    """A process of release A serves: B's dry run names the three deferred operations and
+    release A, and its SQL (and so its lock forecast) is what B's run would execute now: no
+    DROP of the column or the table while A is there."""
+    migrated = run_release(database.url, "a", "automigrate")
+    assert migrated.returncode == 0, migrated.err
+    member = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "fleetmember.py"), "web"],
+        cwd=REPO, env=child_env(database.url, **release_env("a")),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert member.stdout is not None
+        assert member.stdout.readline().strip() == "joined", member.communicate()[1][-2000:]
+        preview = run_release(database.url, "b", "automigrate", "--dry-run", "--format", "json")
+    finally:
+        member.communicate("", timeout=60)
+
+    assert preview.returncode == 0, preview.err
+    (report,) = preview.json()["databases"]
+    assert [(d["migration"], d["operation"], d["kind"]) for d in report["deferred"]] == [
+        ("rollapp.0002_release_b", 0, "drop_column"),
+        ("rollapp.0002_release_b", 1, "drop_default"),
+        ("rollapp.0002_release_b", 2, "drop_table"),
+    ]
+    assert "release A (1 process)" in report["waiting_for"]
+    (planned,) = [m for m in report["migrations"] if m["migration"] == "rollapp.0002_release_b"]
+    sql = "\n".join(planned["sql"])
+    assert "status" in sql  # the new column is added now
+    # SQLite relaxes a column by remaking its table (copy, drop, rename): never dropped for good.
+    dropped = re.findall(r"DROP TABLE [`\"]rollapp_coupon[`\"]", sql)
+    assert len(dropped) == len(re.findall(r"RENAME TO [`\"]rollapp_coupon[`\"]", sql)), sql
+    assert not re.search(r"DROP COLUMN [`\"]legacy_code[`\"]", sql), sql
+    remade = re.findall(r"CREATE TABLE [`\"]new__rollapp_order[`\"] \([^;]*", sql)
+    assert all("legacy_code" in table for table in remade), sql
+    assert "CANNOT BE WRITTEN AS SQL" not in sql
+    assert run_release(database.url, "b", "automigrate", "--check").returncode != 0
 
 
 def test_release_directories_differ_only_as_the_test_says() -> None:

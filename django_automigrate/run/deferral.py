@@ -270,6 +270,9 @@ class Residues:
         self.alias = alias
         self._loader = MigrationLoader(None, ignore_no_migrations=True)
         self._derived: dict[Key, Residue | None] = {}
+        #: What a dry run's deferred operations would have queued (collecting SQL, they write
+        #: no rows): the operations after them see the schema the run would leave.
+        self.collected: list[Key] = []
 
     def of(self, label: str, index: int) -> Residue | None:
         key = (label, index)
@@ -289,10 +292,11 @@ class Residues:
         return residue_of(migration.operations[index], migration, before)
 
     def queued(self, *, but: Key | None = None) -> list[Residue]:
+        keys = [(row.migration, row.operation_index) for row in pending(self.alias)]
         found = []
-        for row in pending(self.alias):
-            if (row.migration, row.operation_index) != but:
-                residue = self.of(row.migration, row.operation_index)
+        for key in dict.fromkeys([*keys, *self.collected]):
+            if key != but:
+                residue = self.of(*key)
                 if residue is not None:
                     found.append(residue)
         return found
@@ -306,7 +310,9 @@ class OnTheDatabase(Operation):
     the residue of deferred work (on SQLite, altering a table copies it from the model, which
     must then list every column still there). Its state changes are the operation's own."""
 
-    reduces_to_sql = False
+    # Collecting SQL (the dry run), the wrappers queue no rows: their SQL is all they do, and
+    # the dry run shows (and forecasts) what the run would execute.
+    reduces_to_sql = True
 
     def __init__(self, operation: Operation, residues: Residues) -> None:
         self.operation = operation
@@ -395,6 +401,7 @@ class Deferred(OnTheDatabase):
             step.database_forwards(app_label, schema_editor, state, after)
             state = after
         if schema_editor.collect_sql:
+            self.residues.collected.append((self.label, self.index))
             return
         alias = schema_editor.connection.alias
         DeferredOperation.objects.using(history_alias(alias)).update_or_create(

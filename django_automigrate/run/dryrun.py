@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import Error, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.migration import Migration
 
 from django_automigrate.conf import AutomigrateSettings
 from django_automigrate.exceptions import AutomigrateError, ConfigurationError
@@ -131,11 +133,12 @@ def _preview_database(
         result.lock = lock_problem or lock.name  # now that it knows the database's identity
         pending = pending_work(connection)
         result.unrecorded_squashes = pending.unrecorded_squashes
-        result.migrations = _previews(
-            connection, run_order(pending.plan, history=conf.history), conf
-        )
+        rewrite = None
         if conf.defer_incompatible and conf.history and pending.plan:
-            _judge(connection, pending.plan, conf, result)
+            rewrite = _judge(connection, pending.plan, conf, result)
+        result.migrations = _previews(
+            connection, run_order(pending.plan, history=conf.history), conf, rewrite
+        )
     except (AutomigrateError, Error, ImproperlyConfigured) as exc:
         result.error = str(exc)
     finally:
@@ -145,8 +148,9 @@ def _preview_database(
 
 def _judge(
     connection: BaseDatabaseWrapper, plan: Plan, conf: AutomigrateSettings, result: DatabasePreview
-) -> None:
-    """What a run would defer or refuse beside the older code serving now (run.deferral)."""
+) -> Callable[[Migration], None]:
+    """What a run would defer or refuse beside the older code serving now (run.deferral); the
+    rewriter that holds the deferred work back, as the run's does, for the SQL shown."""
     from django.db.migrations.loader import MigrationLoader
 
     from django_automigrate.run import deferral
@@ -158,10 +162,14 @@ def _judge(
     result.incompatible = judgement.refusal(connection.alias) or ""
     if judgement.waiting_for:
         result.waiting_for = judgement.serving()
+    return deferral.Rewriter(connection.alias, judgement, run_id=None)
 
 
 def _previews(
-    connection: BaseDatabaseWrapper, plan: Plan, conf: AutomigrateSettings
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    conf: AutomigrateSettings,
+    rewrite: Callable[[Migration], None] | None = None,
 ) -> list[MigrationPreview]:
     previews = [
         MigrationPreview(
@@ -172,7 +180,7 @@ def _previews(
             sql_error=planned.error,
             warnings=planned.warnings,
         )
-        for planned in plan_sql(connection, plan)
+        for planned in plan_sql(connection, plan, rewrite)
     ]
     if previews:
         _forecast(connection, previews, rollback_on_failure=conf.rollback_on_failure)

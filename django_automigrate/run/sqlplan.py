@@ -5,8 +5,10 @@ forecast's gate and the rebuild of invalid indexes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.loader import MigrationLoader
@@ -35,9 +37,15 @@ class MigrationSql:
         return migration_label(self.migration)
 
 
-def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
+def plan_sql(
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    rewrite: Callable[[Migration], None] | None = None,
+) -> list[MigrationSql]:
     """Each forward migration of ``plan``, in order, with its SQL, each generated against the
-    state the ones before it leave (as the executor would apply them)."""
+    state the ones before it leave (as the executor would apply them). ``rewrite``: what the run
+    does to each migration before applying it (:class:`~.deferral.Rewriter`: deferred database
+    work held back), done here to a copy, so that the SQL is what the run would execute."""
     forwards = [migration for migration, backwards in plan if not backwards]
     if not forwards:
         return []
@@ -56,6 +64,9 @@ def plan_sql(connection: BaseDatabaseWrapper, plan: Plan) -> list[MigrationSql]:
         for operation in migration.operations:
             warnings.extend(operation_warnings(operation, migration.app_label, models_state))
             operation.state_forwards(migration.app_label, models_state)
+        if rewrite is not None:
+            migration = copy.copy(migration)  # the rewriter replaces the copy's operations
+            rewrite(migration)
         sql, error = _collect(connection, migration, sql_state)
         if error:
             sql_state = models_state.clone()  # a failed apply leaves it half changed
