@@ -23,6 +23,7 @@ from typing import Any
 from django.db import Error, connections
 
 from django_automigrate.conf import AutomigrateSettings, get_settings
+from django_automigrate.db_errors import is_lock_timeout
 from django_automigrate.exceptions import AutomigrateError
 from django_automigrate.fleet import registry
 
@@ -30,6 +31,8 @@ logger = logging.getLogger("django_automigrate")
 
 #: Every this many beats, rows of long-gone processes are deleted.
 PRUNE_EVERY = 40
+#: How long stopping waits for a beat in flight, in seconds.
+STOP_WAIT = 10.0
 
 
 class Heartbeat:
@@ -40,6 +43,9 @@ class Heartbeat:
         self.identity = registry.Identity.current(kind)
         self._after = after
         self._stop = threading.Event()
+        #: Held through each beat: stop() waits for one in flight, whose UPDATE would otherwise
+        #: land after the row was marked stopped and mark it live again.
+        self._beating = threading.Lock()
         self._beats = 0
         #: Set once a beat has renewed this process's row everywhere: it is registered.
         self.registered = threading.Event()
@@ -56,13 +62,18 @@ class Heartbeat:
         if self._stop.is_set():
             return
         self._stop.set()
+        # A beat in flight ends first (it is one or two short statements; waiting for SQLite's
+        # write lock, at most its busy timeout): no beat starts once _stop is set.
+        acquired = self._beating.acquire(timeout=STOP_WAIT)
         try:
             conf = get_settings()
             for using in _places(conf):
-                registry.leave(self.identity, using)
+                _leave(self.identity, using)
         except (AutomigrateError, Error) as exc:
             logger.debug("automigrate: fleet: could not mark this process stopped: %s", exc)
         finally:
+            if acquired:
+                self._beating.release()
             _close()
 
     def _loop(self) -> None:
@@ -70,14 +81,17 @@ class Heartbeat:
             self._after.wait()  # the startup run first: it may create the fleet's table
         while not self._stop.is_set():
             interval = 15.0
-            try:
-                conf = get_settings()
-                interval = conf.fleet_heartbeat
-                self.beat(conf)
-            except Exception as exc:  # a beat must never take the process down
-                logger.warning("automigrate: fleet heartbeat failed: %s", exc)
-            finally:
-                _close()
+            with self._beating:
+                if self._stop.is_set():
+                    break
+                try:
+                    conf = get_settings()
+                    interval = conf.fleet_heartbeat
+                    self.beat(conf)
+                except Exception as exc:  # a beat must never take the process down
+                    logger.warning("automigrate: fleet heartbeat failed: %s", exc)
+                finally:
+                    _close()
             self._stop.wait(interval)
 
     def beat(self, conf: AutomigrateSettings) -> None:
@@ -132,6 +146,17 @@ class Heartbeat:
                     deferral.describe_members(item.older) or "none seen now",
                     extra={"database": alias, "migration": item.row.migration},
                 )
+
+
+def _leave(identity: registry.Identity, using: str) -> None:
+    """Mark the row stopped; once more if the database was busy (SQLite's write lock, taken by
+    the many processes of a deploy that stop at once)."""
+    try:
+        registry.leave(identity, using)
+    except Error as exc:
+        if not is_lock_timeout(exc):
+            raise
+        registry.leave(identity, using)
 
 
 def _places(conf: AutomigrateSettings) -> list[str]:
