@@ -10,8 +10,10 @@ the dry run lists what it could not judge.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.migrations.migration import Migration
 
 from django_automigrate.run import forecast as lock_forecast
 from django_automigrate.run.plan import Plan
@@ -47,12 +49,16 @@ def over_limit(
 
 
 def forecast_pending(
-    connection: BaseDatabaseWrapper, plan: Plan, *, rollback_on_failure: bool
+    connection: BaseDatabaseWrapper,
+    plan: Plan,
+    *,
+    rollback_on_failure: bool,
+    rewrite: Callable[[Migration], None] | None = None,
 ) -> list[tuple[str, lock_forecast.MigrationForecast | None]]:
     """The forecast of each migration ``plan`` would apply, against the database as it is now
     (``rollback_on_failure``: the setting, which makes a run of atomic migrations one
-    transaction)."""
-    planned = plan_sql(connection, plan)
+    transaction; ``rewrite``: see :func:`~.sqlplan.plan_sql`)."""
+    planned = plan_sql(connection, plan, rewrite)
     forecasts = lock_forecast.forecast_plan(
         connection,
         [

@@ -523,9 +523,12 @@ class ApplyPending(Work):
         # In the order the run applies them: the history's own migrations first.
         return [migration_label(m) for m, _ in run_order(pending.plan, history=self.conf.history)]
 
-    def _over_the_limit(self, session: DatabaseRun) -> tuple[Outcome, str, str] | None:
+    def _over_the_limit(
+        self, session: DatabaseRun, judgement: deferral.Judgement | None
+    ) -> tuple[Outcome, str, str] | None:
         """MAX_LOCK_IMPACT: why the plan may not run (outcome, error, the first migration
-        concerned), or None when it may."""
+        concerned), or None when it may. Judged on what the run executes: deferred work held
+        back (a rewriter of its own: collecting SQL, it notes what it would queue)."""
         limit = self.conf.max_lock_impact
         if limit is None or limit == LOCK_IMPACT_LEVELS[-1] or not self._plan:
             return None  # nothing is worse than the worst level: no forecast needed
@@ -534,7 +537,10 @@ class ApplyPending(Work):
         first = migration_label(self._plan[0][0])
         try:
             forecasts = impact.forecast_pending(
-                session.connection, self._plan, rollback_on_failure=self.conf.rollback_on_failure
+                session.connection,
+                self._plan,
+                rollback_on_failure=self.conf.rollback_on_failure,
+                rewrite=deferral.Rewriter(session.alias, judgement, run_id=None),
             )
             over = impact.over_limit(forecasts, limit)
         except Exception as exc:  # a gate that cannot judge does not let the plan through
@@ -599,12 +605,12 @@ class ApplyPending(Work):
         from django_automigrate.run.undo import Undo, apply_undoably
 
         connection, options, conf = session.connection, session.options, self.conf
-        if (over := self._over_the_limit(session)) is not None:
-            return self._refused(session, recorder, *over)
         judgement = self._judge(session)
         if judgement is not None and (refusal := judgement.refusal(session.alias)) is not None:
             at = (judgement.refused or judgement.deferred)[0].migration
             return self._refused(session, recorder, Outcome.INCOMPATIBLE, refusal, at)
+        if (over := self._over_the_limit(session, judgement)) is not None:
+            return self._refused(session, recorder, *over)
         rewrite = deferral.Rewriter(
             connection.alias, judgement, recorder.row.pk if recorder.row is not None else None
         )
