@@ -231,17 +231,15 @@ def backend_id_raw(cursor: Any, vendor: str) -> int:
 
 
 def lock_waiting(operator: Operator, backend: int) -> Callable[[str | None], bool]:
-    """A session state: waiting for a row lock (PostgreSQL's wait event, InnoDB's own word)."""
+    """A session state: waiting for a row lock (PostgreSQL's wait event; MySQL and MariaDB say
+    "Updating" all the while an UPDATE waits)."""
 
     def done(state: str | None) -> bool:
+        if state is None:
+            return False
         if operator.vendor == "postgresql":
-            return state is not None and state.startswith("Lock:")
-        operator.cursor.execute(
-            "SELECT trx_state FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s",
-            (backend,),
-        )
-        row = operator.cursor.fetchone()
-        return row is not None and row[0] == "LOCK WAIT"
+            return state.startswith("Lock:")
+        return state.lower().startswith("updating:") and "WHERE id = 1" in state
 
     return done
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import subprocess
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -137,3 +139,34 @@ def test_a_health_probe_creates_no_lease_table(database: FreshDatabase) -> None:
 HEALTH = (
     "from django_automigrate.status import database_statuses; print(database_statuses()[0].reason)"
 )
+
+
+def test_work_done_under_a_lost_lease_never_commits(
+    database: FreshDatabase, django_connect: Callable[[FreshDatabase], Any]
+) -> None:
+    """The lease is lost while a data migration's transaction is open, and the KILL that would
+    end the session does not come (no session to kill, as when the killer cannot connect): the
+    transaction's COMMIT is refused and rolled back, autocommit on after it commits nothing."""
+    from django_automigrate.exceptions import LockLost
+    from django_automigrate.locks.table import TableLeaseLock
+
+    database.execute("CREATE TABLE counted (id int PRIMARY KEY)")
+    connection = django_connect(database)
+    lock = TableLeaseLock(connection, lease_seconds=30)
+    assert lock.try_acquire()
+    lock._work_session = None  # no KILL: only the guard stands between the work and a commit
+    try:
+        with lock.guard():
+            connection.set_autocommit(False)
+            with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO counted VALUES (1)")
+            lock._lose("the test took the lease away")
+            with pytest.raises(LockLost, match="the test took the lease away"):
+                connection.commit()
+            connection.set_autocommit(True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # the guard is gone with its block: statements run again
+    finally:
+        lock.release()
+
+    assert database.query("SELECT COUNT(*) FROM counted")[0][0] == 0

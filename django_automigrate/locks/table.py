@@ -214,8 +214,25 @@ class TableLeaseLock(MigrationLock):
                 raise LockLost(self.alias, self.name, self._lost)
             return execute(sql, params, many, context)
 
-        with self.connection.execute_wrapper(refuse_when_lost):
-            yield
+        connection: Any = self.connection  # _commit and _rollback: Django's, not in its stubs
+        commit = connection._commit
+
+        def commit_unless_lost() -> None:
+            # Work done under a lost lease never commits: the statements the guard refuses
+            # are not all (a data migration's transaction commits when its Python returns),
+            # and the KILL that ends the session can come too late (MySQL).
+            if self._lost:
+                with contextlib.suppress(Error):
+                    connection._rollback()  # before Django turns autocommit on: MySQL would
+                raise LockLost(self.alias, self.name, self._lost)  # commit what is open then
+            commit()
+
+        connection._commit = commit_unless_lost
+        try:
+            with connection.execute_wrapper(refuse_when_lost):
+                yield
+        finally:
+            del connection._commit  # the class's own again
 
     def verify(self) -> None:
         if self._lost:
