@@ -216,15 +216,17 @@ class TableLeaseLock(MigrationLock):
 
         connection: Any = self.connection  # _commit and _rollback: Django's, not in its stubs
         commit = connection._commit
+        patched = "_commit" in vars(connection)  # by a guard around this one
 
         def commit_unless_lost() -> None:
             # Work done under a lost lease never commits: the statements the guard refuses
             # are not all (a data migration's transaction commits when its Python returns),
-            # and the KILL that ends the session can come too late (MySQL).
+            # and the KILL that ends the session can come too late (MySQL). It is rolled back
+            # here, before Django turns autocommit on, which on MySQL commits what is open.
             if self._lost:
                 with contextlib.suppress(Error):
-                    connection._rollback()  # before Django turns autocommit on: MySQL would
-                raise LockLost(self.alias, self.name, self._lost)  # commit what is open then
+                    connection._rollback()
+                raise LockLost(self.alias, self.name, self._lost)
             commit()
 
         connection._commit = commit_unless_lost
@@ -232,7 +234,10 @@ class TableLeaseLock(MigrationLock):
             with connection.execute_wrapper(refuse_when_lost):
                 yield
         finally:
-            del connection._commit  # the class's own again
+            if patched:
+                connection._commit = commit
+            else:
+                del connection._commit  # the class's own again
 
     def verify(self) -> None:
         if self._lost:
